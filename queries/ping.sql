@@ -1,0 +1,3 @@
+-- :name ping :scalar
+-- :doc Readiness probe: answers 1 when PostgreSQL accepts queries.
+SELECT 1

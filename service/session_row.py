@@ -1,0 +1,88 @@
+"""Normalise a validated summary into one `sessions` row (docs/schema.md maps every column)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from service.summary import SessionSummary
+
+STREAM_TYPES = frozenset({"VOD", "LIVE"})
+ERROR_CATEGORIES = frozenset({"NETWORK", "DRM", "SOURCE", "DECODER", "UNKNOWN"})
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    session_id: str
+    timestamp: int
+    # The row as one JSON object whose keys are the column names, payload spliced in as
+    # received: the upsert statement reads a JSON array of these (jsonb_to_recordset).
+    json: str
+
+
+def to_row(summary: SessionSummary, payload_text: str) -> SessionRow:
+    columns = normalise(summary)
+    row_json = json.dumps(columns, separators=(",", ":"))[:-1] + ',"payload":' + payload_text + "}"
+    return SessionRow(summary.sessionId, summary.timestamp, row_json)
+
+
+def normalise(s: SessionSummary) -> dict[str, Any]:
+    """Typed column values; NULL wherever the summary had no usable value."""
+    device = s.device
+    app = s.app
+    return {
+        "session_id": s.sessionId,
+        "timestamp": s.timestamp,
+        "started_at": parse_start_date(s.sessionStartDateIso),
+        "schema_version": s.schemaVersion,
+        "session_duration_ms": s.sessionDurationMs,
+        "startup_time_ms": s.startupTimeMs,
+        "rebuffer_time_ms": s.rebufferTimeMs,
+        "rebuffer_count": s.rebufferCount,
+        "play_time_ms": s.playTimeMs,
+        "rebuffer_ratio": s.rebufferRatio,
+        "total_dropped_frames": _first(s.totalDroppedFrames, s.droppedFrames),
+        "total_seek_count": s.totalSeekCount,
+        "total_seek_time_ms": s.totalSeekTimeMs,
+        "mean_video_format_bitrate": _first(
+            s.meanVideoFormatBitrate,
+            None if s.avgBitrateKbps is None else round(s.avgBitrateKbps * 1000),
+        ),
+        "error_count": s.errorCount,
+        "last_error_code": s.lastErrorCode,
+        "last_error_category": _known(s.lastErrorCategory, ERROR_CATEGORIES),
+        "quality_switch_count": s.qualitySwitchCount,
+        "content_id": s.contentId,
+        "stream_type": _known(s.streamType, STREAM_TYPES),
+        "device_model": device.model if device else None,
+        "device_os": device.os if device else None,
+        "device_os_version": device.osVersion if device else None,
+        "app_name": app.name if app else None,
+        "app_version": app.version if app else None,
+    }
+
+
+def parse_start_date(value: str | None) -> str | None:
+    """ISO-8601 start time, or None when absent or unparseable (the SDK sends "null")."""
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)  # the SDK writes UTC
+    return moment.isoformat()
+
+
+def _first(*values: Any) -> Any:
+    return next((v for v in values if v is not None), None)
+
+
+def _known(value: str | None, allowed: frozenset[str]) -> str | None:
+    if value is None:
+        return None
+    upper = value.upper()
+    return upper if upper in allowed else None
