@@ -39,7 +39,9 @@ def decode_body(raw: bytes, content_encoding: str | None, limit: int) -> bytes:
         try:
             decoded = inflater.decompress(raw, limit + 1)
         except zlib.error as err:
-            raise InvalidSchema(f"body: not valid gzip ({err})", _body_detail("not valid gzip"))
+            raise InvalidSchema(
+                f"body: not valid gzip ({err})", _body_detail("not valid gzip")
+            ) from None
         if not inflater.eof and len(decoded) <= limit:
             raise InvalidSchema("body: truncated gzip stream", _body_detail("truncated gzip"))
     else:

@@ -88,6 +88,8 @@ def _run_sanic(settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
+        # One worker needs no process manager (and avoids its start-up signal race).
+        single_process=settings.workers == 1,
         motd=False,
         access_log=False,
     )

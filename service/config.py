@@ -60,8 +60,14 @@ class DatabaseUrl:
 
     def redacted(self) -> str:
         """The URL with the password hidden, fit for logs."""
-        hidden = DatabaseUrl(self.user, "***" if self.password else None, self.host,
-                             self.port, self.database, self.query)
+        hidden = DatabaseUrl(
+            self.user,
+            "***" if self.password else None,
+            self.host,
+            self.port,
+            self.database,
+            self.query,
+        )
         return hidden._url("postgres", list(self.query))
 
 

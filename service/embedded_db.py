@@ -85,15 +85,25 @@ class EmbeddedPostgres:
         self._hand_over_to_system_user()
         self._run(
             "initdb",
-            ["-D", str(self.pgdata), "-U", SUPERUSER, "--auth=trust", "--encoding=UTF8",
-             "--locale=C"],
+            [
+                "-D",
+                str(self.pgdata),
+                "-U",
+                SUPERUSER,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+            ],
         )
 
     def _create_database(self) -> None:
         exists = self._run(
             "psql",
-            [*self._psql_target("postgres"), "-tAc",
-             f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'"],
+            [
+                *self._psql_target("postgres"),
+                "-tAc",
+                f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'",
+            ],
         ).stdout.strip()
         if exists != "1":
             self._run("createdb", [*self._psql_target(None), self.database])

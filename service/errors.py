@@ -66,7 +66,7 @@ class DatabaseUnavailable(ApiError):
 
     status = 503
     code = "DATABASE_ERROR"
-    headers = {"Retry-After": "5"}
+    headers: ClassVar[dict[str, str]] = {"Retry-After": "5"}
 
 
 def error_response(

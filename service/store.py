@@ -90,6 +90,9 @@ def _call(statement: Callable[..., T], params: dict[str, Any]) -> T:
         return statement(**params)
     except (sqlalchemy.exc.DataError, sqlalchemy.exc.IntegrityError) as err:
         raise RowRejected(str(err.orig).splitlines()[0]) from err
-    except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,
-            sqlalchemy.exc.TimeoutError) as err:
+    except (
+        sqlalchemy.exc.OperationalError,
+        sqlalchemy.exc.InterfaceError,
+        sqlalchemy.exc.TimeoutError,
+    ) as err:
         raise DatabaseUnavailable("database unavailable; retry later") from err

@@ -205,7 +205,9 @@ def validate_summary(value: Any, field_prefix: str = "") -> SessionSummary:
     """The validated summary, or InvalidSchema listing every field at fault."""
     if not isinstance(value, dict):
         field = field_prefix.rstrip(".") or "body"
-        raise InvalidSchema(f"{field}: must be a JSON object", [_detail(field, "must be a JSON object")])
+        raise InvalidSchema(
+            f"{field}: must be a JSON object", [_detail(field, "must be a JSON object")]
+        )
     try:
         return SessionSummary.model_validate(value)
     except ValidationError as err:

@@ -1,0 +1,145 @@
+"""Configuration: every DATABASE_URL form users bring, and fail-fast messages naming the
+variable to fix."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from service.config import ConfigError, load_settings, parse_database_url
+from tests.conftest import TEST_API_KEY
+from tests.payloads import payload_a
+from tests.servers import REPO, RunningServer
+
+# (form, environment, SQLAlchemy URL, libpq URL for dbmate/psql)
+URL_FORMS = [
+    (
+        "postgres://",
+        {"DATABASE_URL": "postgres://app:s3cret@db.example:6543/qoe"},
+        "postgresql+psycopg://app:s3cret@db.example:6543/qoe",
+        "postgres://app:s3cret@db.example:6543/qoe?sslmode=prefer",
+    ),
+    (
+        "postgresql:// without port",
+        {"DATABASE_URL": "postgresql://app@db/qoe"},
+        "postgresql+psycopg://app@db:5432/qoe",
+        "postgres://app@db:5432/qoe?sslmode=prefer",
+    ),
+    (
+        "postgresql+psycopg:// with sslmode",
+        {"DATABASE_URL": "postgresql+psycopg://app:pw@db:5432/qoe?sslmode=require"},
+        "postgresql+psycopg://app:pw@db:5432/qoe?sslmode=require",
+        "postgres://app:pw@db:5432/qoe?sslmode=require",
+    ),
+    (
+        "JDBC with DATABASE_USER/PASSWORD",
+        {
+            "DATABASE_URL": "jdbc:postgresql://db.example:5432/media3watch",
+            "DATABASE_USER": "m3w",
+            "DATABASE_PASSWORD": "p@ss:w/rd",
+        },
+        "postgresql+psycopg://m3w:p%40ss%3Aw%2Frd@db.example:5432/media3watch",
+        "postgres://m3w:p%40ss%3Aw%2Frd@db.example:5432/media3watch?sslmode=prefer",
+    ),
+    (
+        "JDBC with user and password in the query",
+        {"DATABASE_URL": "jdbc:postgresql://db:5432/qoe?user=m3w&password=pw&ssl=true"},
+        "postgresql+psycopg://m3w:pw@db:5432/qoe?ssl=true",
+        "postgres://m3w:pw@db:5432/qoe?ssl=true&sslmode=prefer",
+    ),
+    (
+        "DATABASE_USER overrides the URL's user",
+        {"DATABASE_URL": "postgres://old:pw@db/qoe", "DATABASE_USER": "new"},
+        "postgresql+psycopg://new:pw@db:5432/qoe",
+        "postgres://new:pw@db:5432/qoe?sslmode=prefer",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("env", "sqlalchemy", "libpq"), [c[1:] for c in URL_FORMS], ids=[c[0] for c in URL_FORMS]
+)
+def test_database_url_forms(env, sqlalchemy, libpq):
+    url = parse_database_url(env)
+
+    assert url.sqlalchemy == sqlalchemy
+    assert url.libpq == libpq
+    assert "s3cret" not in url.redacted()
+
+
+def test_jdbc_url_with_separate_credentials_serves_for_real(database_url, db, tmp_path):
+    env = {
+        "DATABASE_URL": f"jdbc:postgresql://{database_url.host}:{database_url.port}/"
+        f"{database_url.database}",
+        "DATABASE_USER": database_url.user,
+        "DATABASE_PASSWORD": "unused-with-trust-auth",
+        "M3W_API_KEY": TEST_API_KEY,
+    }
+    with RunningServer(env, tmp_path / "server.log") as server, server.client(TEST_API_KEY) as api:
+        assert api.post("/v1/sessions", json=payload_a()).status_code == 200
+    assert db.count() == 1
+
+
+def test_defaults():
+    settings = load_settings({})
+
+    assert settings.api_key == "dev-key"
+    assert settings.database_url is None
+    assert (settings.port, settings.workers, settings.max_body_bytes) == (8080, 2, 65536)
+    assert settings.default_key_exposed  # 0.0.0.0 with the public default key
+
+
+def test_default_key_on_loopback_is_not_flagged():
+    assert not load_settings({"M3W_HOST": "127.0.0.1"}).default_key_exposed
+    assert not load_settings({"M3W_API_KEY": "long-secret"}).default_key_exposed
+
+
+# (environment, the variable the message must name)
+BAD_SETTINGS = [
+    ({"PORT": "eighty"}, "PORT"),
+    ({"PORT": "70000"}, "PORT"),
+    ({"M3W_WORKERS": "0"}, "M3W_WORKERS"),
+    ({"M3W_MAX_BODY_BYTES": "-1"}, "M3W_MAX_BODY_BYTES"),
+    ({"M3W_DB_POOL_SIZE": "many"}, "M3W_DB_POOL_SIZE"),
+    ({"M3W_API_KEY": "  "}, "M3W_API_KEY"),
+    ({"DATABASE_URL": "mysql://db/qoe"}, "DATABASE_URL"),
+    ({"DATABASE_URL": "postgres:///qoe"}, "DATABASE_URL"),
+    ({"DATABASE_URL": "postgres://db"}, "DATABASE_URL"),
+    ({"DATABASE_URL": "postgres://db:port/qoe"}, "DATABASE_URL"),
+]
+
+
+@pytest.mark.parametrize(("env", "variable"), BAD_SETTINGS)
+def test_bad_settings_fail_naming_the_variable(env, variable):
+    with pytest.raises(ConfigError, match=variable):
+        load_settings(env)
+
+
+def test_m3w_refuses_to_start_on_a_bad_setting():
+    result = subprocess.run(
+        [sys.executable, "-m", "service.cli", "serve"],
+        cwd=REPO,
+        env={"PATH": "/usr/bin:/bin", "PORT": "eighty"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 2
+    assert "PORT must be a whole number" in result.stderr
+
+
+def test_sanic_factory_without_database_url_says_what_to_set():
+    result = subprocess.run(
+        [sys.executable, "-m", "sanic", "service.app:create_app", "--factory", "--single-process"],
+        cwd=REPO,
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode != 0
+    assert "DATABASE_URL is not set" in result.stdout + result.stderr
