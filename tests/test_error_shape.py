@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -79,7 +80,7 @@ def test_unexpected_exception_is_a_500_in_the_same_shape(database_url):
     async def boom(request):
         raise RuntimeError("secret internals")
 
-    _, response = app.test_client.get("/boom")
+    _, response = asyncio.run(app.asgi_client.get("/boom"))
 
     assert response.status == 500
     assert_error_shape(response.json, "INTERNAL_ERROR")
