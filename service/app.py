@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import os
+
 from sanic import Sanic
 from sanic.log import logger
 from sanic_ext.extensions.openapi.extension import OpenAPIExtension
 
-from service import health, sessions
+from service import (
+    health,
+    metrics,
+    observability,
+    sessions,
+)
 from service.config import Settings, load_settings
 from service.errors import JsonErrorHandler
 from service.store import SessionStore
-from service.writer import DirectWriter
+from service.writer import BatchWriter
 
 
 def create_app(*, settings: Settings | None = None) -> Sanic:
@@ -24,7 +31,9 @@ def create_app(*, settings: Settings | None = None) -> Sanic:
     app = Sanic("media3watch", error_handler=JsonErrorHandler())
     app.ctx.settings = settings
     app.ctx.api_key = settings.api_key.encode()
-    app.config.REQUEST_MAX_SIZE = settings.max_body_bytes
+    # Sanic's own cap, for the largest body any route takes; each route checks its own.
+    app.config.REQUEST_MAX_SIZE = max(settings.max_body_bytes, settings.batch_endpoint_max_bytes)
+    app.config.GRACEFUL_SHUTDOWN_TIMEOUT = settings.graceful_shutdown_seconds
     # Only the extension we use: sanic-ext's defaults (injection above all) cost about a
     # third of the throughput of a trivial route, measured.
     app.extend(built_in_extensions=False, extensions=[OpenAPIExtension])
@@ -32,8 +41,11 @@ def create_app(*, settings: Settings | None = None) -> Sanic:
     app.ext.openapi.add_security_scheme("ApiKeyAuth", "apiKey", location="header", name="X-API-Key")
     app.blueprint(health.bp)
     app.blueprint(sessions.bp)
+    app.blueprint(observability.bp)
+    app.on_request(observability.start_timer)
+    app.on_response(observability.observe_duration)
     app.register_listener(_open_resources, "before_server_start")
-    app.register_listener(_close_resources, "after_server_stop")
+    app.register_listener(_drain_and_close, "after_server_stop")
     return app
 
 
@@ -50,8 +62,19 @@ async def _open_resources(app: Sanic) -> None:
     app.ctx.store = SessionStore(
         settings.database_url, settings.db_pool_size, settings.db_timeout_seconds
     )
-    app.ctx.writer = DirectWriter(app.ctx.store)
+    app.ctx.writer = BatchWriter(
+        app.ctx.store,
+        max_rows=settings.batch_max_rows,
+        window_seconds=settings.batch_window_ms / 1000,
+        max_queued=settings.queue_max_rows,
+        max_concurrent_commits=settings.db_pool_size,
+    )
+    app.ctx.writer.start()
 
 
-async def _close_resources(app: Sanic) -> None:
+async def _drain_and_close(app: Sanic) -> None:
+    """After Sanic stopped accepting and waited for in-flight requests (up to
+    GRACEFUL_SHUTDOWN_TIMEOUT): commit whatever is still queued, then let go."""
+    await app.ctx.writer.close(timeout=app.ctx.settings.graceful_shutdown_seconds)
     app.ctx.store.close()
+    metrics.forget_process(os.getpid())

@@ -26,6 +26,17 @@ _UNSTORABLE_CHAR = re.compile("[\x00\ud800-\udfff]")
 class JsonBody:
     text: str
     value: Any
+    # False when the raw text holds no \u0000 or surrogate escape: nothing to check.
+    may_hold_unstorable: bool
+
+    def ensure_storable(self, value: Any, path: str = "") -> None:
+        """Raise InvalidSchema naming the first string PostgreSQL's jsonb would refuse."""
+        if not self.may_hold_unstorable:
+            return
+        found = find_unstorable_string(value, path)
+        if found is not None:
+            message = "contains a NUL character or an unpaired surrogate, which cannot be stored"
+            raise InvalidSchema(f"{found}: {message}", [{"field": found, "message": message}])
 
 
 def decode_body(raw: bytes, content_encoding: str | None, limit: int) -> bytes:
@@ -63,12 +74,7 @@ def parse_json(raw: bytes) -> JsonBody:
         raise InvalidSchema(
             f"body: malformed JSON ({err})", _body_detail(f"malformed JSON ({err})")
         ) from None
-    if _SUSPECT_ESCAPE.search(raw):
-        path = find_unstorable_string(value)
-        if path is not None:
-            message = "contains a NUL character or an unpaired surrogate, which cannot be stored"
-            raise InvalidSchema(f"{path}: {message}", [{"field": path, "message": message}])
-    return JsonBody(text, value)
+    return JsonBody(text, value, _SUSPECT_ESCAPE.search(raw) is not None)
 
 
 def find_unstorable_string(value: Any, path: str = "") -> str | None:

@@ -83,6 +83,12 @@ class Settings:
     db_timeout_seconds: float
     data_dir: Path
     embedded_db_port: int
+    batch_max_rows: int  # group commit: rows per transaction (1 = one commit per session)
+    batch_window_ms: float  # group commit: how long a batch waits for more rows
+    queue_max_rows: int  # rows waiting for a commit, per worker, before answering 503
+    batch_endpoint_max_items: int
+    batch_endpoint_max_bytes: int
+    graceful_shutdown_seconds: float
 
     @property
     def uses_default_api_key(self) -> bool:
@@ -111,7 +117,23 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         db_timeout_seconds=_int(env, "M3W_DB_TIMEOUT_SECONDS", 5, 1, 300),
         data_dir=Path(env.get("M3W_DATA_DIR", ".m3w")).expanduser().resolve(),
         embedded_db_port=_int(env, "M3W_EMBEDDED_DB_PORT", 5433, 1, 65535),
+        batch_max_rows=_int(env, "M3W_BATCH_MAX_ROWS", 500, 1, 10_000),
+        batch_window_ms=_int(env, "M3W_BATCH_WINDOW_MS", 2, 0, 1000),
+        queue_max_rows=_int(env, "M3W_QUEUE_MAX_ROWS", 10_000, 1, 1_000_000),
+        batch_endpoint_max_items=_int(env, "M3W_BATCH_MAX_ITEMS", 500, 1, 10_000),
+        batch_endpoint_max_bytes=_int(
+            env, "M3W_MAX_BATCH_BODY_BYTES", 4 * 1024 * 1024, 1024, 256 * 1024 * 1024
+        ),
+        graceful_shutdown_seconds=_int(env, "GRACEFUL_SHUTDOWN_TIMEOUT", 15, 1, 3600),
     )
+
+
+def metrics_dir(env: Mapping[str, str] | None = None) -> Path | None:
+    """M3W_METRICS_DIR: where worker processes share their Prometheus samples (default: a
+    fresh temporary directory per start). Read before the app is built: see service/metrics.py."""
+    env = os.environ if env is None else env
+    raw = env.get("M3W_METRICS_DIR", "").strip()
+    return Path(raw).expanduser().resolve() if raw else None
 
 
 def parse_database_url(env: Mapping[str, str]) -> DatabaseUrl | None:

@@ -69,16 +69,33 @@ class DatabaseUnavailable(ApiError):
     headers: ClassVar[dict[str, str]] = {"Retry-After": "5"}
 
 
+class QueueFull(ApiError):
+    """Backpressure: this worker already holds as many rows as it may wait to commit."""
+
+    status = 503
+    code = "QUEUE_FULL"
+    headers: ClassVar[dict[str, str]] = {"Retry-After": "1"}
+
+
+class ShuttingDown(ApiError):
+    status = 503
+    code = "SHUTTING_DOWN"
+    headers: ClassVar[dict[str, str]] = {"Retry-After": "5"}
+
+
 def error_response(
     status: int,
     code: str,
     message: str,
     details: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
+    **extra: Any,
 ) -> HTTPResponse:
+    """The one error body; `extra` adds endpoint-specific keys (the batch's results)."""
     error: dict[str, Any] = {"code": code, "message": message, "timestamp": int(time.time() * 1000)}
     if details:
         error["details"] = details
+    error.update(extra)
     return json({"error": error}, status=status, headers=headers)
 
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from sanic import Request
 
 from service.body import JsonBody, decode_body, parse_json
+from service.errors import InvalidSchema, PayloadTooLarge
 from service.session_row import SessionRow, to_row
 from service.summary import validate_summary
 
@@ -16,4 +20,25 @@ def read_json_body(request: Request, limit: int) -> JsonBody:
 
 def session_row(body: JsonBody) -> SessionRow:
     """Validate one summary and normalise it into its row (raises InvalidSchema)."""
+    body.ensure_storable(body.value)
     return to_row(validate_summary(body.value), body.text)
+
+
+def batch_items(body: JsonBody, max_items: int) -> list[Any]:
+    if not isinstance(body.value, list):
+        raise InvalidSchema(
+            "body: must be a JSON array of session summaries",
+            [{"field": "body", "message": "must be a JSON array of session summaries"}],
+        )
+    if len(body.value) > max_items:
+        raise PayloadTooLarge(f"body: at most {max_items} sessions per batch")
+    return body.value
+
+
+def batch_item_row(body: JsonBody, index: int, item: Any) -> SessionRow:
+    """One element of a batch: the same checks as a single session, fields named `[i].x`."""
+    prefix = f"[{index}]"
+    body.ensure_storable(item, prefix)
+    summary = validate_summary(item, field_prefix=prefix + ".")
+    # The element's own text for its payload column; json.dumps keeps every key and value.
+    return to_row(summary, json.dumps(item, ensure_ascii=False, separators=(",", ":")))
