@@ -1,40 +1,13 @@
 """Prometheus metrics, correct across Sanic's worker processes.
 
 prometheus-client's multiprocess mode keeps each process's samples in files of one shared
-directory and sums them at scrape time. It picks that mode when it is first imported, so
-the directory must be in the environment before that import, in every process: the main
-process prepares it (fresh and empty, at every start) and the workers it spawns inherit it.
-Import this module before anything that imports prometheus_client.
+directory (prepared by service/metrics_dir.py before prometheus_client is imported) and
+sums them at scrape time.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-
-from service.config import metrics_dir
-
-_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
-
-
-def _prepare_shared_directory() -> None:
-    if os.environ.get("SANIC_WORKER_NAME"):
-        return  # a worker: use the directory its main process prepared
-    configured = metrics_dir()
-    if configured is None:
-        path = tempfile.mkdtemp(prefix="m3w-metrics-")
-    else:
-        # Samples of a previous run would be summed into this one's: start empty.
-        shutil.rmtree(configured, ignore_errors=True)
-        configured.mkdir(parents=True)
-        path = str(configured)
-    os.environ[_DIR_VARIABLE] = path
-
-
-_prepare_shared_directory()
-
-from prometheus_client import (  # noqa: E402  (must follow the directory set-up above)
+from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,

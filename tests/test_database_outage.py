@@ -45,6 +45,11 @@ def test_outage_answers_503_then_recovers(server_behind_proxy, proxy, db):
         assert response.json()["error"]["code"] == "DATABASE_ERROR"
         assert int(response.headers["Retry-After"]) > 0
         assert elapsed < 10
+        batch = api.post("/v1/sessions/batch", json=[payload_a(), payload_a(sessionId="")])
+        assert batch.status_code == 503
+        assert batch.json()["error"]["code"] == "DATABASE_ERROR"
+        assert "Retry-After" in batch.headers
+        assert [r["status"] for r in batch.json()["error"]["results"]] == ["failed", "rejected"]
         assert api.get("/health").status_code == 200
         ready = api.get("/health/ready")
         assert ready.status_code == 503
