@@ -11,6 +11,7 @@ help:
 	@echo "make test   run the test suite against a real PostgreSQL"
 	@echo "make lint   ruff check + format check"
 	@echo "make fmt    format the code"
+	@echo "make bench  ingestion benchmark (prints figures; see README)"
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +32,9 @@ lint: $(INSTALLED)
 fmt: $(INSTALLED)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+bench: $(INSTALLED)
+	$(BIN)/python -m bench.ingest $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

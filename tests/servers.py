@@ -52,6 +52,7 @@ class RunningServer:
             env={**os.environ, **env},
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so a kill reaches the workers
         )
         self._wait_until_healthy()
         if workers > 1:
@@ -84,7 +85,7 @@ class RunningServer:
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
                 raise
         self._log.close()
