@@ -5,7 +5,20 @@
 --   M3W_BENCH_METHOD    GET sends no body (for the /health ceiling); default POST
 --   M3W_BENCH_KEY       X-API-Key
 --   M3W_BENCH_RUN       prefix making this run's session ids unique
---   M3W_BENCH_DELAY_MS  pause before each request on a connection (fixed-rate runs)
+--   M3W_BENCH_RATE      sessions/s this wrk thread offers (fixed-rate runs): requests
+--                       are scheduled on a clock, not after the previous answer
+
+local ffi = require("ffi")
+ffi.cdef[[
+  typedef struct { long tv_sec; long tv_usec; } m3w_timeval;
+  int gettimeofday(m3w_timeval *tv, void *tz);
+]]
+local clock = ffi.new("m3w_timeval")
+
+local function now_ms()
+  ffi.C.gettimeofday(clock, nil)
+  return tonumber(clock.tv_sec) * 1000 + tonumber(clock.tv_usec) / 1000
+end
 
 local threads = {}
 local thread_count = 0
@@ -19,7 +32,9 @@ end
 function init(args)
   counter = 0
   acknowledged = 0
-  pause = tonumber(os.getenv("M3W_BENCH_DELAY_MS") or "")
+  local rate = tonumber(os.getenv("M3W_BENCH_RATE") or "")
+  interval_ms = rate and 1000 / rate
+  next_slot = nil
   wrk.method = os.getenv("M3W_BENCH_METHOD") or "POST"
   wrk.path = os.getenv("M3W_BENCH_PATH") or "/v1/sessions"
   wrk.headers["Content-Type"] = "application/json; charset=utf-8"
@@ -48,8 +63,19 @@ function response(status, headers, body)
   end
 end
 
+-- Each call books the thread's next send slot; with enough connections the thread offers
+-- exactly its rate whatever the response times (open loop, within the connection count).
 function delay()
-  return pause
+  if not interval_ms then
+    return nil
+  end
+  local now = now_ms()
+  if not next_slot or next_slot < now - 1000 then
+    next_slot = now  -- first request, or far behind: do not burst to catch up
+  end
+  local slot = next_slot
+  next_slot = next_slot + interval_ms
+  return math.max(0, slot - now)
 end
 
 function done(summary, latency, requests)
