@@ -68,6 +68,7 @@ async def _open_resources(app: Sanic) -> None:
         window_seconds=settings.batch_window_ms / 1000,
         max_queued=settings.queue_max_rows,
         max_concurrent_commits=settings.db_pool_size,
+        answer_within=settings.db_timeout_seconds * 3,
     )
     app.ctx.writer.start()
 

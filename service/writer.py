@@ -60,8 +60,10 @@ class BatchWriter:
         window_seconds: float,
         max_queued: int,
         max_concurrent_commits: int,
+        answer_within: float,
     ) -> None:
         self._store = store
+        self._answer_within = answer_within
         self._max_rows = max_rows
         self._window = window_seconds
         self._max_queued = max_queued
@@ -90,7 +92,12 @@ class BatchWriter:
         self._queued_or_closing.set()
         if len(self._queue) >= self._max_rows:
             self._batch_full.set()
-        await asyncio.shield(waiter.done)
+        try:
+            # Commits time out by themselves; this bounds the wait behind other batches too
+            # (a frozen database holding every connection).
+            await asyncio.wait_for(asyncio.shield(waiter.done), self._answer_within)
+        except TimeoutError:
+            raise DatabaseUnavailable("the commit did not complete in time; retry") from None
 
     async def write_together(self, rows: Sequence[SessionRow]) -> list[Exception | None]:
         """Commit the rows in one transaction of their own (the batch endpoint); a row the

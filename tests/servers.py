@@ -104,8 +104,9 @@ class RunningServer:
 
 
 class TcpProxy:
-    """Forwards 127.0.0.1:<port> to PostgreSQL; `cut()` drops every connection and refuses
-    new ones, as a crashed or unreachable server would; `restore()` lets traffic through."""
+    """Forwards 127.0.0.1:<port> to PostgreSQL. `cut()` drops every connection and refuses
+    new ones, as a crashed server would; `freeze()` keeps connections open but carries
+    nothing, as a hung server or a black-holed network would; `restore()` undoes either."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self._target = (target_host, target_port)
@@ -113,6 +114,8 @@ class TcpProxy:
         self.port = self._listener.getsockname()[1]
         self._open = threading.Event()
         self._open.set()
+        self._flowing = threading.Event()
+        self._flowing.set()
         self._sockets: set[socket.socket] = set()
         self._lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
@@ -126,8 +129,12 @@ class TcpProxy:
                 sock.close()
             self._sockets.clear()
 
+    def freeze(self) -> None:
+        self._flowing.clear()
+
     def restore(self) -> None:
         self._open.set()
+        self._flowing.set()
 
     def close(self) -> None:
         self.cut()
@@ -155,6 +162,7 @@ class TcpProxy:
     def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
+                self._flowing.wait()
                 sink.sendall(data)
         except OSError:
             pass

@@ -62,3 +62,23 @@ def test_outage_answers_503_then_recovers(server_behind_proxy, proxy, db):
 
     stored = {r["session_id"] for r in db.query("SELECT session_id FROM sessions")}
     assert stored == {before["sessionId"], after["sessionId"]}
+
+
+def test_frozen_database_answers_503_in_bounded_time_then_recovers(server_behind_proxy, proxy, db):
+    with server_behind_proxy.client(TEST_API_KEY) as api:
+        assert api.post("/v1/sessions", json=payload_a()).status_code == 200
+
+        proxy.freeze()
+        began = time.monotonic()
+        response = api.post("/v1/sessions", json=payload_a())
+        elapsed = time.monotonic() - began
+
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "DATABASE_ERROR"
+        assert elapsed < 3 * 2 + 2  # M3W_DB_TIMEOUT_SECONDS=2: answered, not hung
+
+        proxy.restore()
+        deadline = time.monotonic() + 15
+        while (status := api.post("/v1/sessions", json=payload_a()).status_code) != 200:
+            assert time.monotonic() < deadline, f"no recovery after the freeze (last {status})"
+            time.sleep(0.5)
