@@ -21,7 +21,6 @@ import sys
 import tempfile
 import time
 import uuid
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,9 +92,7 @@ def ensure_wrk() -> None:
 
 
 def start_database(scratch: Path):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from service.embedded_db import EmbeddedPostgres, wait_until_ready
+    from service.embedded_db import EmbeddedPostgres, wait_until_ready
     from tests.servers import free_port
 
     database = EmbeddedPostgres(scratch / "pgdata", free_port(), database="bench")

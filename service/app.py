@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 from sanic import Sanic
 from sanic.log import logger
@@ -45,6 +46,7 @@ def create_app(*, settings: Settings | None = None) -> Sanic:
     app.on_request(observability.start_timer)
     app.on_response(observability.observe_duration)
     app.register_listener(_open_resources, "before_server_start")
+    app.register_listener(_note_stop_requested, "before_server_stop")
     app.register_listener(_drain_and_close, "after_server_stop")
     return app
 
@@ -73,9 +75,15 @@ async def _open_resources(app: Sanic) -> None:
     app.ctx.writer.start()
 
 
+async def _note_stop_requested(app: Sanic) -> None:
+    app.ctx.stop_requested_at = time.monotonic()
+
+
 async def _drain_and_close(app: Sanic) -> None:
-    """After Sanic stopped accepting and waited for in-flight requests (up to
-    GRACEFUL_SHUTDOWN_TIMEOUT): commit whatever is still queued, then let go."""
-    await app.ctx.writer.close(timeout=app.ctx.settings.graceful_shutdown_seconds)
+    """After Sanic stopped accepting and waited for in-flight requests: commit whatever is
+    still queued, in what is left of GRACEFUL_SHUTDOWN_TIMEOUT, then let go."""
+    spent = time.monotonic() - getattr(app.ctx, "stop_requested_at", time.monotonic())
+    budget = max(1.0, app.ctx.settings.graceful_shutdown_seconds - spent)
+    await app.ctx.writer.close(timeout=budget)
     app.ctx.store.close()
     metrics.forget_process(os.getpid())

@@ -7,11 +7,11 @@ import argparse
 import os
 import sys
 import time
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from service.config import ConfigError, DatabaseUrl, Settings, load_settings
+from service.embedded_db import EmbeddedDatabaseError
 from service.migrations import MigrationError, dbmate
 
 
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             with database(settings) as url:
                 _say(dbmate(url, "up").stdout.strip() or "Database is up to date.")
-    except (ConfigError, MigrationError) as err:
+    except (ConfigError, MigrationError, EmbeddedDatabaseError) as err:
         print(f"m3w: {err}", file=sys.stderr)
         return 2
     return 0
@@ -54,9 +54,7 @@ def database(settings: Settings) -> Iterator[DatabaseUrl]:
     if settings.database_url is not None:
         yield settings.database_url
         return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR not set
-        from service.embedded_db import EmbeddedPostgres, wait_until_ready
+    from service.embedded_db import EmbeddedPostgres, wait_until_ready
 
     embedded = EmbeddedPostgres(settings.data_dir / "pgdata", settings.embedded_db_port)
     first_start = not embedded.is_initialised

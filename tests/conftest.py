@@ -7,7 +7,6 @@ PostgreSQL comes from testcontainers when a Docker engine answers, else from the
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Iterator
 
 import psycopg
@@ -46,9 +45,7 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Databa
             assert url is not None
             yield url
     else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            from service.embedded_db import EmbeddedPostgres, wait_until_ready
+        from service.embedded_db import EmbeddedPostgres, wait_until_ready
 
         root = tmp_path_factory.mktemp("embedded-pg")
         embedded = EmbeddedPostgres(root / "pgdata", free_port(), database="postgres")

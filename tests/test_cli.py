@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -81,3 +82,22 @@ def test_serve_runs_embedded_postgres_and_keeps_data_across_restarts(tmp_path):
     finally:
         stop(process)
     assert log.read_text().count("First start") == 1
+
+
+def test_serve_explains_a_taken_database_port(tmp_path):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+        env.update(M3W_DATA_DIR=str(tmp_path / "data"), M3W_EMBEDDED_DB_PORT=str(port))
+        result = subprocess.run(
+            [sys.executable, "-m", "service.cli", "serve"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    assert result.returncode == 2
+    assert "M3W_EMBEDDED_DB_PORT" in result.stderr
+    assert "Traceback" not in result.stderr
