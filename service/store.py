@@ -70,7 +70,9 @@ class SessionStore:
             return False
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=False)
+        # The writer has drained; a thread still inside a call is stuck on a dead server
+        # and waiting for it would only hang the shutdown.
+        self._executor.shutdown(wait=False, cancel_futures=True)
         if self._queries.engine is not None:
             self._queries.engine.dispose()
 

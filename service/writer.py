@@ -106,11 +106,7 @@ class BatchWriter:
             raise ShuttingDown("server is shutting down; retry shortly")
         waiters = [_Waiter(row) for row in rows]
         await self._commit(_merge(waiters))
-        results: list[Exception | None] = []
-        for waiter in waiters:
-            error = waiter.done.exception()
-            results.append(error)
-        return results
+        return [waiter.done.exception() for waiter in waiters]
 
     async def close(self, timeout: float) -> None:
         """Commit what is queued, answer every waiting request, then stop the flusher."""
