@@ -24,14 +24,13 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import psutil
 import psycopg
 
 from service.config import DatabaseUrl
 from service.migrations import dbmate
+from tests.servers import RunningServer, free_port
 
-REPO = Path(__file__).resolve().parent.parent
 LUA = Path(__file__).resolve().parent / "sessions.lua"
 API_KEY = "bench-key"
 
@@ -93,7 +92,6 @@ def ensure_wrk() -> None:
 
 def start_database(scratch: Path):
     from service.embedded_db import EmbeddedPostgres, wait_until_ready
-    from tests.servers import free_port
 
     database = EmbeddedPostgres(scratch / "pgdata", free_port(), database="bench")
     database.start()
@@ -103,65 +101,31 @@ def start_database(scratch: Path):
     return database
 
 
-class Server:
-    """The service as the Procfile starts it, with its worker processes found for RSS."""
+def start_server(url: DatabaseUrl, workers: int, log: Path, **env: str) -> RunningServer:
+    """The service as the Procfile starts it."""
+    return RunningServer(
+        {"DATABASE_URL": url.libpq, "M3W_API_KEY": API_KEY, **env}, log, workers=workers
+    )
 
-    def __init__(self, url: DatabaseUrl, workers: int, log: Path, **env: str) -> None:
-        from tests.servers import free_port
 
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "sanic",
-                "service.app:create_app",
-                "--factory",
-                "--host=127.0.0.1",
-                f"--port={self.port}",
-                f"--workers={workers}",
-                "--no-motd",
-            ],
-            cwd=REPO,
-            env={**os.environ, "DATABASE_URL": url.libpq, "M3W_API_KEY": API_KEY, **env},
-            stdout=log.open("ab"),
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(self.base + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                raise RuntimeError(f"server did not start; see {log}")
-            time.sleep(0.2)
-        time.sleep(1)  # Sanic's manager acknowledges its workers after they serve
-
-    def worker_rss_mb(self) -> list[float]:
-        """RSS of each process that listens on the port (the workers, not the manager)."""
-        sizes = []
-        for child in psutil.Process(self.process.pid).children(recursive=True):
-            try:
-                listening = any(
-                    c.status == psutil.CONN_LISTEN and c.laddr.port == self.port
-                    for c in child.net_connections(kind="tcp")
-                )
-                if listening:
-                    sizes.append(child.memory_info().rss / 2**20)
-            except psutil.Error:
-                continue
-        return sorted(sizes)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(60)
+def worker_rss_mb(server: RunningServer) -> list[float]:
+    """RSS of each process that listens on the port (the workers, not Sanic's manager)."""
+    sizes = []
+    for child in psutil.Process(server.process.pid).children(recursive=True):
+        try:
+            listening = any(
+                c.status == psutil.CONN_LISTEN and c.laddr.port == server.port
+                for c in child.net_connections(kind="tcp")
+            )
+            if listening:
+                sizes.append(child.memory_info().rss / 2**20)
+        except psutil.Error:
+            continue
+    return sorted(sizes)
 
 
 def wrk(
-    server: Server,
+    server: RunningServer,
     args: argparse.Namespace,
     *,
     path: str,
@@ -189,7 +153,7 @@ def wrk(
         "10s",
         "-s",
         str(LUA),
-        server.base + path,
+        server.url + path,
     ]
     output = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
     line = next(line for line in output.splitlines() if line.startswith("M3W_RESULT "))
@@ -208,9 +172,9 @@ def run_all(url: DatabaseUrl, scratch: Path, args: argparse.Namespace) -> dict:
     log = scratch / "server.log"
     warmup = max(2, args.duration // 5)
 
-    group = Server(url, args.workers, log)
+    group = start_server(url, args.workers, log)
     try:
-        report["rss_before"] = group.worker_rss_mb()
+        report["rss_before"] = worker_rss_mb(group)
         wrk(group, args, path="/v1/sessions", duration=warmup)  # fills the connection pools
         print("measuring GET /health ...", flush=True)
         report["health"] = wrk(group, args, path="/health", method="GET", duration=args.duration)
@@ -220,22 +184,22 @@ def run_all(url: DatabaseUrl, scratch: Path, args: argparse.Namespace) -> dict:
         report["durable"] = stored_run(group, args, url, report, "group")
         print(f"measuring latency at {args.rate} sessions/s offered ...", flush=True)
         report["paced"] = stored_run(group, args, url, report, "paced", rate=args.rate)
-        report["rss_after"] = group.worker_rss_mb()
+        report["rss_after"] = worker_rss_mb(group)
     finally:
-        group.stop()
+        group.terminate()
 
-    single = Server(url, args.workers, log, M3W_BATCH_MAX_ROWS="1")
+    single = start_server(url, args.workers, log, M3W_BATCH_MAX_ROWS="1")
     try:
         print("measuring POST /v1/sessions (group commit off) ...", flush=True)
         report["one_commit_each"] = stored_run(single, args, url, report, "single")
     finally:
-        single.stop()
+        single.terminate()
     report["missing"] = sum(max(0, acked - rows) for _, acked, rows in report["stored_runs"])
     return report
 
 
 def stored_run(
-    server: Server,
+    server: RunningServer,
     args: argparse.Namespace,
     url: DatabaseUrl,
     report: dict,
