@@ -11,6 +11,7 @@ from sanic_ext import openapi
 
 from service import metrics
 from service.auth import require_api_key
+from service.batch import BatchResults
 from service.errors import ApiError, error_response
 from service.ingest import batch_item_row, batch_items, read_json_body, session_row
 from service.summary import SessionSummary
@@ -85,58 +86,27 @@ async def ingest_batch(request: Request) -> HTTPResponse:
     body = read_json_body(request, settings.batch_endpoint_max_bytes)
     items = batch_items(body, settings.batch_endpoint_max_items)
 
-    results: list[dict[str, Any]] = []
+    results = BatchResults(items)
     valid_rows, valid_indexes = [], []
     for index, item in enumerate(items):
-        results.append({"index": index, "sessionId": _claimed_id(item)})
         try:
             valid_rows.append(batch_item_row(body, index, item))
             valid_indexes.append(index)
         except ApiError as err:
-            results[index].update(status="rejected", error=_item_error(err))
+            results.refused(index, err)
             metrics.SESSIONS_REJECTED.labels(err.code.lower()).inc()
 
     outcomes = await request.app.ctx.writer.write_together(valid_rows) if valid_rows else []
-    retryable: ApiError | None = None
-    for index, outcome in zip(valid_indexes, outcomes, strict=True):
-        if outcome is None:
-            results[index]["status"] = "stored"
+    for index, error in zip(valid_indexes, outcomes, strict=True):
+        if error is None:
+            results.stored(index)
         else:
-            results[index].update(status="failed", error=_item_error(outcome))
-            if isinstance(outcome, ApiError) and outcome.status >= 500:
-                retryable = outcome
+            results.refused(index, error)
 
-    if retryable is not None:
+    if results.retryable is not None:
         # Some valid sessions were not stored and should be sent again: not a 2xx.
+        error = results.retryable
         return error_response(
-            retryable.status,
-            retryable.code,
-            retryable.message,
-            headers=retryable.headers,
-            results=results,
+            error.status, error.code, error.message, headers=error.headers, results=results.items
         )
-    stored = sum(1 for r in results if r["status"] == "stored")
-    return json(
-        {
-            "status": "success" if stored == len(results) else "partial",
-            "stored": stored,
-            "rejected": len(results) - stored,
-            "results": results,
-        }
-    )
-
-
-def _claimed_id(item: Any) -> str | None:
-    claimed = item.get("sessionId") if isinstance(item, dict) else None
-    return (
-        str(claimed) if isinstance(claimed, str | int) and not isinstance(claimed, bool) else None
-    )
-
-
-def _item_error(err: Exception) -> dict[str, Any]:
-    if isinstance(err, ApiError):
-        error: dict[str, Any] = {"code": err.code, "message": err.message}
-        if err.details:
-            error["details"] = err.details
-        return error
-    return {"code": "INTERNAL_ERROR", "message": "internal error"}
+    return json(results.body())

@@ -32,7 +32,12 @@ def test_batch_stores_valid_items_and_reports_each(api, db):
 
     assert response.status_code == 200
     body = response.json()
-    assert (body["status"], body["stored"], body["rejected"]) == ("partial", 3, 3)
+    assert (body["status"], body["stored"], body["rejected"], body["failed"]) == (
+        "partial",
+        3,
+        3,
+        0,
+    )
     results = body["results"]
     assert [r["index"] for r in results] == list(range(6))
     assert [r["status"] for r in results] == [

@@ -125,3 +125,21 @@ def test_group_commit_off_commits_each_session_alone(database_url, db, tmp_path)
     assert db.count() == 12
     assert metric(scrape, "ingest_batch_size_count") == 12
     assert metric(scrape, "ingest_batch_size_sum") == 12
+
+
+def test_batch_item_the_database_refuses_is_rejected_alone(poisonable_database, tmp_path):
+    items = [payload_a(), payload_a(contentId="poison"), payload_a()]
+    with RunningServer(server_env(poisonable_database), tmp_path / "server.log") as server:
+        with server.client(TEST_API_KEY) as api:
+            response = api.post("/v1/sessions/batch", json=items)
+
+    assert response.status_code == 200
+    body = response.json()
+    assert [r["status"] for r in body["results"]] == ["stored", "rejected", "stored"]
+    assert body["results"][1]["error"]["code"] == "INVALID_SCHEMA"
+    assert (body["stored"], body["rejected"], body["failed"]) == (2, 1, 0)
+    stored = {
+        r["session_id"]
+        for r in Database(poisonable_database).query("SELECT session_id FROM sessions")
+    }
+    assert stored == {items[0]["sessionId"], items[2]["sessionId"]}
