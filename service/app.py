@@ -70,7 +70,9 @@ async def _open_resources(app: Sanic) -> None:
         window_seconds=settings.batch_window_ms / 1000,
         max_queued=settings.queue_max_rows,
         max_concurrent_commits=settings.db_pool_size,
-        answer_within=settings.db_timeout_seconds * 3,
+        # Past the store's own bound (2 x timeout + 1 s): with the default 3 s, 8 s, inside
+        # the SDK's 10 s read timeout, so the phone hears the 503 rather than giving up.
+        answer_within=settings.db_timeout_seconds * 2 + 2,
     )
     app.ctx.writer.start()
 

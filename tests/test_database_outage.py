@@ -75,7 +75,7 @@ def test_frozen_database_answers_503_in_bounded_time_then_recovers(server_behind
 
         assert response.status_code == 503
         assert response.json()["error"]["code"] == "DATABASE_ERROR"
-        assert elapsed < 3 * 2 + 2  # M3W_DB_TIMEOUT_SECONDS=2: answered, not hung
+        assert elapsed < 2 * 2 + 2 + 1  # M3W_DB_TIMEOUT_SECONDS=2: answered, not hung
 
         proxy.restore()
         deadline = time.monotonic() + 15
