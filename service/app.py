@@ -17,6 +17,7 @@ from service import (
 )
 from service.config import Settings, load_settings
 from service.errors import JsonErrorHandler
+from service.rollups import refresh_rollups_forever
 from service.store import SessionStore
 from service.writer import BatchWriter
 
@@ -75,6 +76,12 @@ async def _open_resources(app: Sanic) -> None:
         answer_within=settings.db_timeout_seconds * 2 + 2,
     )
     app.ctx.writer.start()
+    if settings.rollup_refresh_seconds:
+        # Registered with Sanic, which cancels it at stop: a refresh need not finish.
+        app.add_task(
+            refresh_rollups_forever(app.ctx.store, settings.rollup_refresh_seconds),
+            name="rollup-refresh",
+        )
 
 
 async def _note_stop_requested(app: Sanic) -> None:

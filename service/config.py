@@ -89,6 +89,7 @@ class Settings:
     batch_endpoint_max_items: int
     batch_endpoint_max_bytes: int
     graceful_shutdown_seconds: float
+    rollup_refresh_seconds: int  # 0: no refresh from the service (an external job does it)
 
     @property
     def uses_default_api_key(self) -> bool:
@@ -125,6 +126,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             env, "M3W_MAX_BATCH_BODY_BYTES", 4 * 1024 * 1024, 1024, 256 * 1024 * 1024
         ),
         graceful_shutdown_seconds=_int(env, "GRACEFUL_SHUTDOWN_TIMEOUT", 15, 1, 3600),
+        rollup_refresh_seconds=_int(env, "M3W_ROLLUP_REFRESH_SECONDS", 60, 0, 86_400),
     )
 
 

@@ -63,6 +63,10 @@ class SessionStore:
         rows_json = "[" + ",".join(row.json for row in rows) + "]"
         return await self._run(self._queries.upsert_sessions, rows=rows_json)
 
+    async def refresh_rollups(self) -> int:
+        """Recompute the dashboard rollups of recently written hours (service/rollups.py)."""
+        return await self._run(self._queries.refresh_qoe_rollups)
+
     async def ping(self) -> bool:
         try:
             return await self._run(self._queries.ping) == 1

@@ -129,9 +129,9 @@ def test_group_commit_off_commits_each_session_alone(database_url, db, tmp_path)
 
 def test_batch_item_the_database_refuses_is_rejected_alone(poisonable_database, tmp_path):
     items = [payload_a(), payload_a(contentId="poison"), payload_a()]
-    with RunningServer(server_env(poisonable_database), tmp_path / "server.log") as server:
-        with server.client(TEST_API_KEY) as api:
-            response = api.post("/v1/sessions/batch", json=items)
+    env = server_env(poisonable_database)
+    with RunningServer(env, tmp_path / "server.log") as server, server.client(TEST_API_KEY) as api:
+        response = api.post("/v1/sessions/batch", json=items)
 
     assert response.status_code == 200
     body = response.json()

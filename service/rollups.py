@@ -1,0 +1,23 @@
+"""Keeps the dashboard rollups fresh: `refresh_qoe_rollups()` every M3W_ROLLUP_REFRESH_SECONDS.
+
+Dashboards stay exact without it (they aggregate un-refreshed hours from `sessions` on the
+fly), but slow down as such hours pile up, and long breakdowns stop moving: docs/grafana.md.
+Every worker runs one; a refresh that finds another running returns at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from sanic.log import logger
+
+from service.store import SessionStore
+
+
+async def refresh_rollups_forever(store: SessionStore, every_seconds: float) -> None:
+    while True:
+        await asyncio.sleep(every_seconds)
+        try:
+            await store.refresh_rollups()
+        except Exception:  # never CancelledError: stopping the worker cancels this task
+            logger.warning("dashboard rollup refresh failed; retrying later", exc_info=True)
