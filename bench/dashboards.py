@@ -27,7 +27,6 @@ import statistics
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -89,19 +88,13 @@ def server(args: argparse.Namespace) -> Iterator[DatabaseUrl]:
         assert url is not None
         yield url
         return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from service.embedded_db import EmbeddedPostgres, wait_until_ready
+    from service.embedded_db import EmbeddedPostgres
+
     data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="m3w-bench-"))
     embedded = EmbeddedPostgres(data_dir / "pgdata", args.port, database="postgres")
-    started = embedded.start()
-    wait_until_ready(embedded.url)
-    print(f"embedded PostgreSQL in {data_dir} on port {args.port}")
-    try:
-        yield embedded.url
-    finally:
-        if started and not args.keep_running:
-            embedded.stop()
+    with embedded.running(keep_running=args.keep_running) as url:
+        print(f"embedded PostgreSQL in {data_dir} on port {args.port}")
+        yield url
 
 
 def loaded_sessions(url: DatabaseUrl) -> int | None:

@@ -28,6 +28,7 @@ import psutil
 import psycopg
 
 from service.config import DatabaseUrl
+from service.embedded_db import EmbeddedPostgres
 from service.migrations import dbmate
 from tests.servers import RunningServer, free_port
 
@@ -69,11 +70,11 @@ def main() -> int:
 
     ensure_wrk()
     with tempfile.TemporaryDirectory(prefix="m3w-bench-") as scratch:
-        database = start_database(Path(scratch))
-        try:
-            report = run_all(database.url, Path(scratch), args)
-        finally:
-            database.stop()
+        database = EmbeddedPostgres(Path(scratch) / "pgdata", free_port(), database="bench")
+        with database.running() as url:
+            dbmate(url, "up")
+            print(f"embedded PostgreSQL ready on port {database.port}", flush=True)
+            report = run_all(url, Path(scratch), args)
     print_report(report, args)
     return 0 if report["missing"] == 0 else 1
 
@@ -88,17 +89,6 @@ def ensure_wrk() -> None:
         check=True,
         env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
     )
-
-
-def start_database(scratch: Path):
-    from service.embedded_db import EmbeddedPostgres, wait_until_ready
-
-    database = EmbeddedPostgres(scratch / "pgdata", free_port(), database="bench")
-    database.start()
-    wait_until_ready(database.url)
-    dbmate(database.url, "up")
-    print(f"embedded PostgreSQL ready on port {database.port}", flush=True)
-    return database
 
 
 def start_server(url: DatabaseUrl, workers: int, log: Path, **env: str) -> RunningServer:

@@ -54,24 +54,21 @@ def database(settings: Settings) -> Iterator[DatabaseUrl]:
     if settings.database_url is not None:
         yield settings.database_url
         return
-    from service.embedded_db import EmbeddedPostgres, wait_until_ready
+    from service.embedded_db import EmbeddedPostgres
 
     embedded = EmbeddedPostgres(settings.data_dir / "pgdata", settings.embedded_db_port)
-    first_start = not embedded.is_initialised
-    if first_start:
-        _say(f"First start: creating a PostgreSQL database in {embedded.pgdata} ...")
-    else:
+    if embedded.is_initialised:
         _say(f"Starting the embedded PostgreSQL in {embedded.pgdata} ...")
+    else:
+        _say(f"First start: creating a PostgreSQL database in {embedded.pgdata} ...")
     began = time.monotonic()
-    started_here = embedded.start()
-    wait_until_ready(embedded.url)
-    _say(f"PostgreSQL is ready on 127.0.0.1:{embedded.port} ({time.monotonic() - began:.1f}s).")
-    try:
-        yield embedded.url
-    finally:
-        if started_here:
-            _say("Stopping the embedded PostgreSQL ...")
-            embedded.stop()
+    with embedded.running() as url:
+        _say(f"PostgreSQL is ready on 127.0.0.1:{embedded.port} ({time.monotonic() - began:.1f}s).")
+        try:
+            yield url
+        finally:
+            if embedded.started_here:
+                _say("Stopping the embedded PostgreSQL ...")
 
 
 def _run_sanic(settings: Settings) -> None:

@@ -13,8 +13,9 @@ import os
 import shutil
 import stat
 import subprocess
-import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,7 @@ class EmbeddedPostgres:
     pgdata: Path
     port: int
     database: str = "media3watch"
+    started_here: bool = False
 
     @property
     def url(self) -> DatabaseUrl:
@@ -57,8 +59,9 @@ class EmbeddedPostgres:
         return self._pg_ctl(["status"], check=False).returncode == 0
 
     def start(self) -> bool:
-        """Initialise the data dir if new, start the server if stopped, create the database.
-        Returns True when this call started the server (so the caller owns stopping it)."""
+        """Initialise the data dir if new, start the server if stopped (pg_ctl waits until it
+        accepts connections), create the database. Returns True when this call started the
+        server (so the caller owns stopping it)."""
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         if not self.is_initialised:
             self._initdb()
@@ -91,6 +94,17 @@ class EmbeddedPostgres:
     def stop(self) -> None:
         if self.is_running():
             self._pg_ctl(["stop", "--wait", "--mode=fast"])
+
+    @contextmanager
+    def running(self, keep_running: bool = False) -> Iterator[DatabaseUrl]:
+        """The server, started (and its database created) if need be, stopped afterwards if
+        this call started it; `started_here` says which."""
+        self.started_here = self.start()
+        try:
+            yield self.url
+        finally:
+            if self.started_here and not keep_running:
+                self.stop()
 
     def _initdb(self) -> None:
         self.pgdata.mkdir(parents=True, exist_ok=True)
@@ -158,21 +172,6 @@ class EmbeddedPostgres:
         shutil.chown(self.pgdata.parent, SYSTEM_USER)
         shutil.chown(self.pgdata, SYSTEM_USER)
         self.pgdata.chmod(0o700)
-
-
-def wait_until_ready(url: DatabaseUrl, timeout: float = 30.0) -> None:
-    """Block until a connection succeeds (used right after a start)."""
-    import psycopg
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            psycopg.connect(url.libpq, connect_timeout=2).close()
-            return
-        except psycopg.OperationalError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
 
 
 def _user_exists(name: str) -> bool:

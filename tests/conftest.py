@@ -45,16 +45,12 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Databa
             assert url is not None
             yield url
     else:
-        from service.embedded_db import EmbeddedPostgres, wait_until_ready
+        from service.embedded_db import EmbeddedPostgres
 
         root = tmp_path_factory.mktemp("embedded-pg")
         embedded = EmbeddedPostgres(root / "pgdata", free_port(), database="postgres")
-        embedded.start()
-        wait_until_ready(embedded.url)
-        try:
-            yield embedded.url
-        finally:
-            embedded.stop()
+        with embedded.running() as url:
+            yield url
 
 
 def create_database(server: DatabaseUrl, name: str) -> DatabaseUrl:
