@@ -13,11 +13,15 @@ from sanic.log import logger
 
 from service.store import SessionStore
 
+# A refresh after long downtime recomputes every hour written meanwhile: let it finish
+# rather than fail at the same point every minute.
+REFRESH_TIMEOUT_SECONDS = 300
+
 
 async def refresh_rollups_forever(store: SessionStore, every_seconds: float) -> None:
     while True:
         await asyncio.sleep(every_seconds)
         try:
-            await store.refresh_rollups()
+            await store.refresh_rollups(REFRESH_TIMEOUT_SECONDS)
         except Exception:  # never CancelledError: stopping the worker cancels this task
             logger.warning("dashboard rollup refresh failed; retrying later", exc_info=True)

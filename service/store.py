@@ -63,9 +63,18 @@ class SessionStore:
         rows_json = "[" + ",".join(row.json for row in rows) + "]"
         return await self._run(self._queries.upsert_sessions, rows=rows_json)
 
-    async def refresh_rollups(self) -> int:
-        """Recompute the dashboard rollups of recently written hours (service/rollups.py)."""
-        return await self._run(self._queries.refresh_qoe_rollups)
+    async def refresh_rollups(self, timeout_seconds: float) -> int:
+        """Recompute the dashboard rollups of recently written hours (service/rollups.py).
+        It may take far longer than a commit (a backlog after downtime), so it gets a
+        timeout of its own; one thread of the pool is busy meanwhile, not the writer."""
+        queries = self._queries
+
+        def refresh() -> int:
+            with queries.transaction():
+                queries.set_local_statement_timeout(milliseconds=str(int(timeout_seconds * 1000)))
+                return queries.refresh_qoe_rollups()
+
+        return await self._run(refresh, wait_seconds=timeout_seconds + 1)
 
     async def ping(self) -> bool:
         try:
@@ -80,13 +89,16 @@ class SessionStore:
         if self._queries.engine is not None:
             self._queries.engine.dispose()
 
-    async def _run(self, statement: Callable[..., T], **params: Any) -> T:
+    async def _run(
+        self, statement: Callable[..., T], wait_seconds: float | None = None, **params: Any
+    ) -> T:
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self._executor, lambda: _call(statement, params))
+        # The driver has its own timeouts; this one bounds the wait in any case, so a
+        # request answers 503 in time even if a thread is stuck in a dead socket.
+        wait_seconds = wait_seconds or self._timeout * 2 + 1
         try:
-            # The driver has its own timeouts; this one bounds the wait in any case, so a
-            # request answers 503 in time even if a thread is stuck in a dead socket.
-            return await asyncio.wait_for(asyncio.shield(future), self._timeout * 2 + 1)
+            return await asyncio.wait_for(asyncio.shield(future), wait_seconds)
         except TimeoutError:
             raise DatabaseUnavailable("database did not answer in time; retry later") from None
 
