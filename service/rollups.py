@@ -13,9 +13,10 @@ from sanic.log import logger
 
 from service.store import SessionStore
 
-# A refresh after long downtime recomputes every hour written meanwhile: let it finish
-# rather than fail at the same point every minute.
-REFRESH_TIMEOUT_SECONDS = 300
+# A refresh after long downtime or a bulk import recomputes every hour written meanwhile
+# (the first refresh of 10M sessions took 174 s here): let it finish
+# rather than roll back at the same point every minute.
+REFRESH_TIMEOUT_SECONDS = 3600
 
 
 async def refresh_rollups_forever(store: SessionStore, every_seconds: float) -> None:
