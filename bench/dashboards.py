@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -92,9 +93,13 @@ def server(args: argparse.Namespace) -> Iterator[DatabaseUrl]:
 
     data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="m3w-bench-"))
     embedded = EmbeddedPostgres(data_dir / "pgdata", args.port, database="postgres")
-    with embedded.running(keep_running=args.keep_running) as url:
-        print(f"embedded PostgreSQL in {data_dir} on port {args.port}")
-        yield url
+    try:
+        with embedded.running(keep_running=args.keep_running) as url:
+            print(f"embedded PostgreSQL in {data_dir} on port {args.port}")
+            yield url
+    finally:
+        if not args.data_dir and not args.keep_running:
+            shutil.rmtree(data_dir, ignore_errors=True)  # 10M sessions are ~6 GB
 
 
 def loaded_sessions(url: DatabaseUrl) -> int | None:

@@ -8,6 +8,7 @@ M3W_METRICS_DIR emptied) and the workers it spawns inherit the variable.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -23,6 +24,8 @@ def prepare() -> None:
     configured = metrics_dir()
     if configured is None:
         path = tempfile.mkdtemp(prefix="m3w-metrics-")
+        # Ours alone: gone when this (main) process ends, after its workers.
+        atexit.register(shutil.rmtree, path, True)
     else:
         # Samples of a previous run would be summed into this one's: start empty.
         shutil.rmtree(configured, ignore_errors=True)
