@@ -55,12 +55,13 @@ def create_app(*, settings: Settings | None = None) -> Sanic:
 async def _open_resources(app: Sanic) -> None:
     settings: Settings = app.ctx.settings
     assert settings.database_url is not None
-    if settings.default_key_exposed:
+    host = app.state.host or settings.host  # what Sanic binds (`sanic --host`, `m3w serve`)
+    if settings.exposes_default_key(host):
         logger.warning(
             "M3W_API_KEY is the public default %r while listening on %s: anyone who can reach "
             "this port can write sessions. Set M3W_API_KEY to a secret.",
             "dev-key",
-            settings.host,
+            host,
         )
     app.ctx.store = SessionStore(
         settings.database_url, settings.db_pool_size, settings.db_timeout_seconds

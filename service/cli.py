@@ -108,7 +108,7 @@ def _print_banner(settings: Settings, url: DatabaseUrl) -> None:
             f"  Grafana:           PostgreSQL datasource, host 127.0.0.1:{url.port}, "
             f"database {url.database}, user postgres, no password, SSL disable",
         ]
-    if settings.default_key_exposed:
+    if settings.exposes_default_key(settings.host):
         lines.append(
             "  WARNING: the default API key 'dev-key' is accepted on a public address; "
             "set M3W_API_KEY."

@@ -95,10 +95,9 @@ class Settings:
     def uses_default_api_key(self) -> bool:
         return self.api_key == DEFAULT_API_KEY
 
-    @property
-    def default_key_exposed(self) -> bool:
-        """The well-known default key on an address other machines can reach."""
-        return self.uses_default_api_key and not _is_loopback(self.host)
+    def exposes_default_key(self, host: str) -> bool:
+        """Whether serving on `host` offers the well-known default key to other machines."""
+        return self.uses_default_api_key and not _is_loopback(host)
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:

@@ -28,7 +28,9 @@ def free_port() -> int:
 class RunningServer:
     """`sanic service.app:create_app --factory` in a subprocess, as the Procfile starts it."""
 
-    def __init__(self, env: dict[str, str], log_file: Path, workers: int = 1) -> None:
+    def __init__(
+        self, env: dict[str, str], log_file: Path, workers: int = 1, host: str = "127.0.0.1"
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_file = log_file
@@ -38,7 +40,7 @@ class RunningServer:
             "sanic",
             "service.app:create_app",
             "--factory",
-            "--host=127.0.0.1",
+            f"--host={host}",
             f"--port={self.port}",
             "--no-motd",
             # One worker runs without Sanic's process manager, which hangs if SIGTERM comes

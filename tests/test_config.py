@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import httpx
 import pytest
 
 from service.config import ConfigError, load_settings, parse_database_url
@@ -88,12 +89,33 @@ def test_defaults():
     assert settings.api_key == "dev-key"
     assert settings.database_url is None
     assert (settings.port, settings.workers, settings.max_body_bytes) == (8080, 2, 65536)
-    assert settings.default_key_exposed  # 0.0.0.0 with the public default key
+    assert settings.host == "0.0.0.0"
+    assert settings.exposes_default_key(settings.host)
 
 
-def test_default_key_on_loopback_is_not_flagged():
-    assert not load_settings({"M3W_HOST": "127.0.0.1"}).default_key_exposed
-    assert not load_settings({"M3W_API_KEY": "long-secret"}).default_key_exposed
+@pytest.mark.parametrize(
+    ("env", "host", "exposed"),
+    [
+        ({}, "0.0.0.0", True),
+        ({}, "192.168.1.20", True),
+        ({}, "127.0.0.1", False),
+        ({}, "localhost", False),
+        ({}, "::1", False),
+        ({"M3W_API_KEY": "long-secret"}, "0.0.0.0", False),
+    ],
+)
+def test_default_key_is_flagged_only_where_others_can_reach_it(env, host, exposed):
+    assert load_settings(env).exposes_default_key(host) is exposed
+
+
+@pytest.mark.parametrize(("host", "warned"), [("0.0.0.0", True), ("127.0.0.1", False)])
+def test_server_warns_loudly_about_the_default_key_on_a_public_bind(
+    database_url, tmp_path, host, warned
+):
+    env = {"DATABASE_URL": database_url.libpq, "M3W_API_KEY": "dev-key"}
+    with RunningServer(env, tmp_path / "server.log", host=host) as server:
+        assert httpx.get(server.url + "/health").status_code == 200
+    assert ("M3W_API_KEY is the public default" in server.log()) is warned
 
 
 # (environment, the variable the message must name)
