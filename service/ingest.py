@@ -20,8 +20,7 @@ def read_json_body(request: Request, limit: int) -> JsonBody:
 
 def session_row(body: JsonBody) -> SessionRow:
     """Validate one summary and normalise it into its row (raises InvalidSchema)."""
-    body.ensure_storable(body.value)
-    return to_row(validate_summary(body.value), body.text)
+    return _validated_row(body, body.value, body.text)
 
 
 def batch_items(body: JsonBody, max_items: int) -> list[Any]:
@@ -37,8 +36,12 @@ def batch_items(body: JsonBody, max_items: int) -> list[Any]:
 
 def batch_item_row(body: JsonBody, index: int, item: Any) -> SessionRow:
     """One element of a batch: the same checks as a single session, fields named `[i].x`."""
-    prefix = f"[{index}]"
-    body.ensure_storable(item, prefix)
-    summary = validate_summary(item, field_prefix=prefix + ".")
     # The element's own text for its payload column; json.dumps keeps every key and value.
-    return to_row(summary, json.dumps(item, ensure_ascii=False, separators=(",", ":")))
+    text = json.dumps(item, ensure_ascii=False, separators=(",", ":"))
+    return _validated_row(body, item, text, path=f"[{index}]")
+
+
+def _validated_row(body: JsonBody, value: Any, payload_text: str, path: str = "") -> SessionRow:
+    body.ensure_storable(value, path)
+    summary = validate_summary(value, field_prefix=f"{path}." if path else "")
+    return to_row(summary, payload_text)
