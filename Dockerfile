@@ -1,6 +1,7 @@
 # The ingestion service: slim Python, runs as an unprivileged user.
 # Build: docker build -t media3watch-backend . (docker-compose.yml does it for you)
-FROM python:3.11-slim
+# Pinned to an exact release: a rebuild gets the same base until this line changes.
+FROM python:3.11.13-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

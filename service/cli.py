@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 from service.config import ConfigError, DatabaseUrl, Settings, load_settings
 from service.embedded_db import EmbeddedDatabaseError
@@ -30,31 +33,44 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             serve(settings)
         else:
-            with database(settings) as url:
-                _say(dbmate(url, "up").stdout.strip() or "Database is up to date.")
+            with database(settings) as db:
+                _say(dbmate(db.migrations, "up").stdout.strip() or "Database is up to date.")
     except (ConfigError, MigrationError, EmbeddedDatabaseError) as err:
         print(f"m3w: {err}", file=sys.stderr)
         return 2
     return 0
 
 
+@dataclass(frozen=True)
+class Database:
+    """Who applies the migrations and who serves: M3W_MIGRATE_DATABASE_URL (else
+    DATABASE_URL) and DATABASE_URL, or on the embedded PostgreSQL the owner role and the
+    service role of db/init/roles.sql."""
+
+    migrations: DatabaseUrl
+    service: DatabaseUrl
+    passfile: Path | None = None  # embedded: where its passwords are
+
+
 def serve(settings: Settings) -> None:
-    with database(settings) as url:
+    with database(settings) as db:
         _say("Applying migrations (dbmate up)...")
-        _say(dbmate(url, "up").stdout.strip() or "Database is up to date.")
+        _say(dbmate(db.migrations, "up").stdout.strip() or "Database is up to date.")
         # Workers are separate processes that read their settings from the environment.
-        os.environ["DATABASE_URL"] = url.libpq
-        _print_banner(settings, url)
+        os.environ["DATABASE_URL"] = db.service.libpq
+        _print_banner(settings, db)
         _run_sanic(settings)
 
 
 @contextmanager
-def database(settings: Settings) -> Iterator[DatabaseUrl]:
+def database(settings: Settings) -> Iterator[Database]:
     """The configured database, or the embedded one, started for the duration."""
     if settings.database_url is not None:
-        yield settings.database_url
+        yield Database(
+            settings.migrate_database_url or settings.database_url, settings.database_url
+        )
         return
-    from service.embedded_db import EmbeddedPostgres
+    from service.embedded_db import OWNER_ROLE, SERVICE_ROLE, EmbeddedPostgres
 
     embedded = EmbeddedPostgres(settings.data_dir / "pgdata", settings.embedded_db_port)
     if embedded.is_initialised:
@@ -62,10 +78,15 @@ def database(settings: Settings) -> Iterator[DatabaseUrl]:
     else:
         _say(f"First start: creating a PostgreSQL database in {embedded.pgdata} ...")
     began = time.monotonic()
-    with embedded.running() as url:
+    with embedded.running():
+        # Least privilege here too: the service logs in as a role that can write sessions
+        # and refresh rollups, and nothing else.
+        embedded.init_roles()
         _say(f"PostgreSQL is ready on 127.0.0.1:{embedded.port} ({time.monotonic() - began:.1f}s).")
         try:
-            yield url
+            yield Database(
+                embedded.role_url(OWNER_ROLE), embedded.role_url(SERVICE_ROLE), embedded.passfile
+            )
         finally:
             if embedded.started_here:
                 _say("Stopping the embedded PostgreSQL ...")
@@ -91,7 +112,8 @@ def _run_sanic(settings: Settings) -> None:
     Sanic.serve(primary=app, app_loader=loader)
 
 
-def _print_banner(settings: Settings, url: DatabaseUrl) -> None:
+def _print_banner(settings: Settings, db: Database) -> None:
+    url = db.service
     shown_host = "localhost" if settings.host in ("0.0.0.0", "::") else settings.host
     lines = [
         "",
@@ -101,12 +123,19 @@ def _print_banner(settings: Settings, url: DatabaseUrl) -> None:
         f"  API docs:          http://{shown_host}:{settings.port}/docs",
         f"  Database:          {url.redacted()}",
     ]
-    if settings.database_url is None:
+    if db.passfile is not None:
+        from service.embedded_db import GRAFANA_ROLE, SUPERUSER
+
+        # The passwords stay in their 0600 file; the banner says where, never what.
+        passfile = shlex.quote(str(db.passfile))
         lines += [
             f"  Data lives in:     {settings.data_dir} (kept across restarts)",
-            f"  psql:              psql 'postgresql://postgres@127.0.0.1:{url.port}/{url.database}'",
+            f"  Passwords:         {db.passfile} (readable by you only)",
+            f"  psql:              PGPASSFILE={passfile} psql "
+            f"'postgresql://{SUPERUSER}@127.0.0.1:{url.port}/{url.database}'",
             f"  Grafana:           PostgreSQL datasource, host 127.0.0.1:{url.port}, "
-            f"database {url.database}, user postgres, no password, SSL disable",
+            f"database {url.database}, user {GRAFANA_ROLE} (read-only), password: the "
+            f"{GRAFANA_ROLE} line of the passwords file, SSL disable",
         ]
     if settings.exposes_default_key(settings.host):
         lines.append(

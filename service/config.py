@@ -90,6 +90,16 @@ class Settings:
     batch_endpoint_max_bytes: int
     graceful_shutdown_seconds: float
     rollup_refresh_seconds: int  # 0: no refresh from the service (an external job does it)
+    # Slow or broken clients (service/connections.py): a request's head must arrive within
+    # header_timeout of its first byte and its body within body_timeout of the head, however
+    # slowly it trickles in; an idle keep-alive connection closes after keep_alive.
+    header_timeout_seconds: int = 10
+    body_timeout_seconds: int = 30
+    keep_alive_seconds: int = 15
+    max_connections: int = 1000  # per worker; beyond, a new connection gets 503 and is closed
+    # The schema owner's credentials for `m3w migrate` and the migrations of `m3w serve`
+    # (docs/deploy.md); None: DATABASE_URL migrates too.
+    migrate_database_url: DatabaseUrl | None = None
 
     @property
     def uses_default_api_key(self) -> bool:
@@ -109,6 +119,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     return Settings(
         api_key=api_key,
         database_url=parse_database_url(env),
+        migrate_database_url=_migrate_database_url(env),
         host=env.get("M3W_HOST", "0.0.0.0"),
         port=_int(env, "PORT", 8080, 1, 65535),
         workers=_int(env, "M3W_WORKERS", 2, 1, 64),
@@ -126,6 +137,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         graceful_shutdown_seconds=_int(env, "GRACEFUL_SHUTDOWN_TIMEOUT", 15, 1, 3600),
         rollup_refresh_seconds=_int(env, "M3W_ROLLUP_REFRESH_SECONDS", 60, 0, 86_400),
+        # Phones on mobile networks: a head is one packet, however slow the link; 30 s carries
+        # a 64 KiB summary at 2G speed and a full batch at 3G speed. The SDK itself gives up
+        # after 15 s, so a longer wait only holds a connection for nobody.
+        header_timeout_seconds=_int(env, "M3W_HEADER_TIMEOUT_SECONDS", 10, 1, 300),
+        body_timeout_seconds=_int(env, "M3W_BODY_TIMEOUT_SECONDS", 30, 1, 3600),
+        keep_alive_seconds=_int(env, "M3W_KEEP_ALIVE_SECONDS", 15, 1, 3600),
+        max_connections=_int(env, "M3W_MAX_CONNECTIONS", 1000, 1, 1_000_000),
     )
 
 
@@ -168,6 +186,15 @@ def parse_database_url(env: Mapping[str, str]) -> DatabaseUrl | None:
         raise ConfigError(f"DATABASE_URL has a bad port: {err}") from None
     rest = tuple((k, v) for k, v in query if k not in ("user", "password"))
     return DatabaseUrl(user or None, password or None, parts.hostname, port, database, rest)
+
+
+def _migrate_database_url(env: Mapping[str, str]) -> DatabaseUrl | None:
+    """M3W_MIGRATE_DATABASE_URL: any DATABASE_URL form, with its own credentials
+    (DATABASE_USER and DATABASE_PASSWORD are the service's, so they do not apply)."""
+    try:
+        return parse_database_url({"DATABASE_URL": env.get("M3W_MIGRATE_DATABASE_URL", "")})
+    except ConfigError as err:
+        raise ConfigError(str(err).replace("DATABASE_URL", "M3W_MIGRATE_DATABASE_URL")) from None
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:

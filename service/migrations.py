@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -25,16 +26,11 @@ def dbmate_binary() -> str:
 
 def dbmate(url: DatabaseUrl, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run `dbmate <args>` against the database; the output is returned, not printed."""
-    command = [
-        dbmate_binary(),
-        "--url",
-        url.libpq,
-        "--migrations-dir",
-        str(MIGRATIONS_DIR),
-        "--no-dump-schema",
-        *args,
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    command = [dbmate_binary(), "--migrations-dir", str(MIGRATIONS_DIR), "--no-dump-schema", *args]
+    # The URL (password included) goes through the environment, where dbmate reads it by
+    # default: on the command line any local user could read it with `ps`.
+    env = {**os.environ, "DATABASE_URL": url.libpq}
+    result = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     if check and result.returncode != 0:
         raise MigrationError(
             f"dbmate {' '.join(args)} failed against {url.redacted()}:\n"

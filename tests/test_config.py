@@ -7,7 +7,9 @@ import subprocess
 import sys
 
 import httpx
+import psycopg
 import pytest
+from psycopg import sql
 
 from service.config import ConfigError, load_settings, parse_database_url
 from tests.conftest import TEST_API_KEY
@@ -70,17 +72,63 @@ def test_database_url_forms(env, sqlalchemy, libpq):
     assert "s3cret" not in url.redacted()
 
 
-def test_jdbc_url_with_separate_credentials_serves_for_real(database_url, db, tmp_path):
+JDBC_ROLE, JDBC_PASSWORD = "m3w_jdbc_test", "p@ss:w/rd 'quoted'"
+
+
+@pytest.fixture(scope="module")
+def role_with_password(database_url):
+    """A login role that must give its password (the suite's PostgreSQL asks every
+    connection for one), with the service's privileges."""
+    with psycopg.connect(database_url.libpq, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(JDBC_ROLE)))
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} IN ROLE m3w_ingest").format(
+                sql.Identifier(JDBC_ROLE), sql.Literal(JDBC_PASSWORD)
+            )
+        )
+    return JDBC_ROLE
+
+
+@pytest.mark.parametrize(("password", "stored"), [(JDBC_PASSWORD, True), ("wrong", False)])
+def test_jdbc_url_with_separate_credentials_serves_for_real(
+    database_url, db, tmp_path, role_with_password, password, stored
+):
     env = {
         "DATABASE_URL": f"jdbc:postgresql://{database_url.host}:{database_url.port}/"
-        f"{database_url.database}",
-        "DATABASE_USER": database_url.user,
-        "DATABASE_PASSWORD": "unused-with-trust-auth",
+        f"{database_url.database}?user=someone-else&password=not-this-one",
+        "DATABASE_USER": role_with_password,
+        "DATABASE_PASSWORD": password,
         "M3W_API_KEY": TEST_API_KEY,
     }
     with RunningServer(env, tmp_path / "server.log") as server, server.client(TEST_API_KEY) as api:
-        assert api.post("/v1/sessions", json=payload_a()).status_code == 200
-    assert db.count() == 1
+        assert api.get("/health/ready").status_code == (200 if stored else 503)
+        response = api.post("/v1/sessions", json=payload_a())
+        assert response.status_code == (200 if stored else 503)
+        # The service's pooled connections log in as DATABASE_USER, not the URL's user.
+        logged_in = db.query(
+            "SELECT DISTINCT usename FROM pg_stat_activity WHERE usename IN (%s, 'someone-else')",
+            JDBC_ROLE,
+        )
+        assert logged_in == ([{"usename": JDBC_ROLE}] if stored else [])
+    assert db.count() == (1 if stored else 0)
+
+
+def test_migrations_may_use_their_own_credentials():
+    env = {
+        "DATABASE_URL": "postgres://m3w_service:s@db:5432/qoe",
+        "DATABASE_USER": "m3w_service",
+        "DATABASE_PASSWORD": "service-pw",
+        "M3W_MIGRATE_DATABASE_URL": "jdbc:postgresql://db:5432/qoe?user=m3w_owner&password=o",
+    }
+    settings = load_settings(env)
+
+    assert settings.database_url.user == "m3w_service"
+    # DATABASE_USER and DATABASE_PASSWORD are the service's: they do not apply here.
+    assert (settings.migrate_database_url.user, settings.migrate_database_url.password) == (
+        "m3w_owner",
+        "o",
+    )
+    assert load_settings({}).migrate_database_url is None
 
 
 def test_defaults():
@@ -130,6 +178,7 @@ BAD_SETTINGS = [
     ({"DATABASE_URL": "postgres:///qoe"}, "DATABASE_URL"),
     ({"DATABASE_URL": "postgres://db"}, "DATABASE_URL"),
     ({"DATABASE_URL": "postgres://db:port/qoe"}, "DATABASE_URL"),
+    ({"M3W_MIGRATE_DATABASE_URL": "mysql://db/qoe"}, "M3W_MIGRATE_DATABASE_URL"),
 ]
 
 

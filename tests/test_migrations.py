@@ -37,3 +37,23 @@ def test_time_filter_columns_are_indexed(database_url):
     definitions = " ".join(r["indexdef"] for r in indexes)
     assert "(ended_at)" in definitions
     assert "(started_at)" in definitions
+
+
+def test_dbmate_gets_the_password_from_its_environment_not_its_command_line(
+    database_url, tmp_path, monkeypatch
+):
+    """Any local user can read a command line (`ps`); the environment is the process's own."""
+    seen = tmp_path / "seen"
+    spy = tmp_path / "dbmate"
+    spy.write_text(f'#!/bin/sh\necho "argv: $*" > {seen}\necho "env: $DATABASE_URL" >> {seen}\n')
+    spy.chmod(0o700)
+    monkeypatch.setattr("service.migrations.dbmate_binary", lambda: str(spy))
+    url = database_url.__class__(
+        "someone", "s3cret-pw", database_url.host, database_url.port, "db", database_url.query
+    )
+
+    dbmate(url, "status")
+
+    argv, env = seen.read_text().splitlines()
+    assert "s3cret-pw" not in argv
+    assert env == f"env: {url.libpq}"

@@ -5,10 +5,21 @@
 --   m3w_ingest      the service: write sessions, keep the rollups fresh. No DDL.
 --   m3w_dashboards  Grafana: read sessions and rollups. Nothing else.
 -- Roles belong to the whole cluster, not to this database: they may already exist (another
--- database of the same server), and the down block leaves them for the same reason.
--- Every later migration that adds an object grants it to these roles.
+-- database of the same server, or db/init/roles.sql, which creates them before the first
+-- migration where the migration role may not create roles), and the down block leaves them
+-- for the same reason. Every later migration that adds an object grants it to these roles.
 DO $$
 BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'm3w_ingest')
+       OR NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'm3w_dashboards') THEN
+        IF NOT (SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user)
+        THEN
+            -- In the message itself: dbmate does not show a HINT.
+            RAISE EXCEPTION 'roles m3w_ingest and m3w_dashboards do not exist, and % may not '
+                'create them: run db/init/roles.sql as an administrator first (docs/deploy.md)',
+                current_user;
+        END IF;
+    END IF;
     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'm3w_ingest') THEN
         CREATE ROLE m3w_ingest NOLOGIN;
     END IF;
