@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test lint fmt bench clean help
+.PHONY: run test lint fmt bench soak fuzz clean help
 
 help:
 	@echo "make run    serve on :8080 (embedded PostgreSQL in ./.m3w unless DATABASE_URL is set)"
@@ -12,6 +12,8 @@ help:
 	@echo "make lint   ruff check + format check"
 	@echo "make fmt    format the code"
 	@echo "make bench  ingestion benchmark (prints figures; see README)"
+	@echo "make soak   10-minute soak: RSS per worker, rows vs 2xx (not in CI; SOAK_ARGS)"
+	@echo "make fuzz   schemathesis against the served OpenAPI description (FUZZ_ARGS)"
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +37,12 @@ fmt: $(INSTALLED)
 
 bench: $(INSTALLED)
 	$(BIN)/python -m bench.ingest $(BENCH_ARGS)
+
+soak: $(INSTALLED)
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
+
+fuzz: $(INSTALLED)
+	$(BIN)/python -m bench.fuzz $(FUZZ_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,163 @@
+"""Keeps the worker processes serving (main process only).
+
+Sanic's worker manager (25.12) notices that a worker died but neither replaces it nor says
+so, and its main process keeps the listening socket open: with every worker dead, each new
+connection waits in the kernel's backlog for nobody. A thread of the main process watches
+the workers instead: a worker that dies without being asked to is logged, its live gauges
+are dropped, and Sanic's own restart starts a replacement on the same socket. Workers that
+keep dying (more than RESTART_BUDGET in RESTART_WINDOW_SECONDS) stop the whole service, so
+that its listening socket is closed and the orchestrator sees it down.
+
+At a stop the main process closes its copy of the listening socket at once: the socket goes
+away as soon as the workers have closed theirs too, so new connections are refused instead
+of waiting in the backlog for the end of the grace period.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+import threading
+import time
+from collections import deque
+from typing import Any
+
+from sanic import Sanic
+from sanic.log import logger
+from sanic.worker.process import ProcessState, WorkerProcess
+
+from service import metrics
+
+POLL_SECONDS = 0.1
+RESTART_BUDGET = 10
+RESTART_WINDOW_SECONDS = 60.0
+
+
+class RestartBudget:
+    """At most `limit` restarts in any `window` seconds."""
+
+    def __init__(self, limit: int = RESTART_BUDGET, window: float = RESTART_WINDOW_SECONDS):
+        self._limit = limit
+        self._window = window
+        self._restarts: deque[float] = deque()
+
+    def allow(self, now: float) -> bool:
+        while self._restarts and now - self._restarts[0] > self._window:
+            self._restarts.popleft()
+        if len(self._restarts) >= self._limit:
+            return False
+        self._restarts.append(now)
+        return True
+
+
+class WorkerSupervisor:
+    def __init__(self, manager: Any, sockets: list[socket.socket]) -> None:
+        self._manager = manager
+        self._sockets = sockets
+        self._budget = RestartBudget()
+        self._seen_ready: set[str] = set()  # names of workers that served once
+        self._handled: set[int] = set()  # pids whose death has been dealt with
+        self._replacing: dict[str, int] = {}  # name -> pid of the dead worker it replaces
+        self._gave_up = False
+        self._stop = threading.Event()
+
+    def start(self) -> None:
+        threading.Thread(target=self._watch, name="m3w-supervisor", daemon=True).start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(POLL_SECONDS):
+            try:
+                self.check()
+            except Exception:  # never let the watchdog die of a race with the manager
+                logger.exception("worker supervision failed")
+
+    def check(self) -> None:
+        if getattr(self._manager, "_shutting_down", False):
+            self._close_sockets()
+            self._stop_latecomers()
+            return
+        for process in list(self._manager.transient_processes):
+            if not process.name.startswith(f"Sanic-{WorkerProcess.SERVER_LABEL}"):
+                continue
+            self._check_worker(process)
+
+    def _check_worker(self, process: WorkerProcess) -> None:
+        pid = process.pid
+        if pid is None or process.state is ProcessState.RESTARTING:
+            return
+        if process.is_alive():
+            if self._state(process.name) == ProcessState.ACKED.name:
+                self._seen_ready.add(process.name)
+                dead = self._replacing.pop(process.name, None)
+                if dead is not None:
+                    logger.info("Worker %s replaced: pid %s serves again", process.name, pid)
+            return
+        # Before its first acknowledgement a dead worker is Sanic's own business (it
+        # stops the start-up); a replacement that dies early is ours.
+        if pid in self._handled or process.name not in self._seen_ready:
+            return
+        self._handled.add(pid)
+        metrics.forget_process(pid)
+        logger.error(
+            "Worker %s (pid %s) died: %s; starting a replacement",
+            process.name,
+            pid,
+            _describe_exit(process.exitcode),
+        )
+        if not self._budget.allow(time.monotonic()):
+            self._give_up()
+            return
+        self._replacing[process.name] = pid
+        # Through the manager's own channel: its monitor loop (the main thread) restarts it.
+        self._manager.monitor_publisher.send(process.name)
+
+    def _give_up(self) -> None:
+        if self._gave_up:
+            return
+        self._gave_up = True
+        logger.error(
+            "Workers died more than %d times in %.0fs: stopping the service",
+            RESTART_BUDGET,
+            RESTART_WINDOW_SECONDS,
+        )
+        self._close_sockets()
+        self._manager.monitor_publisher.send("__TERMINATE__")
+
+    def _close_sockets(self) -> None:
+        while self._sockets:
+            with contextlib.suppress(OSError):
+                self._sockets.pop().close()
+
+    def _stop_latecomers(self) -> None:
+        """A replacement started just as the stop began was not asked to stop: ask it."""
+        for process in list(self._manager.transient_processes):
+            if process.pid and process.is_alive() and process.state is not ProcessState.TERMINATED:
+                process.terminate()
+
+    def _state(self, name: str) -> str | None:
+        try:
+            return self._manager.worker_state[name].get("state")
+        except (KeyError, OSError, EOFError):
+            return None
+
+
+def _describe_exit(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "exit status unknown"
+    if exitcode < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-exitcode).name}"
+        return f"killed by signal {-exitcode}"
+    return f"exit code {exitcode}"
+
+
+async def supervise_workers(app: Sanic) -> None:
+    """main_process_ready listener: watch the workers of this main process."""
+    sockets = [
+        info.settings["sock"]
+        for info in app.state.server_info
+        if isinstance(info.settings.get("sock"), socket.socket)
+    ]
+    app.ctx.supervisor = WorkerSupervisor(app.manager, sockets)
+    app.ctx.supervisor.start()
