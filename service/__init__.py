@@ -1,6 +1,5 @@
-"""Media3Watch backend: ingestion of playback-quality sessions into PostgreSQL."""
+"""Media3Watch backend: ingestion of playback-quality sessions into PostgreSQL.
 
-from service import metrics_dir
-
-# Before anything imports prometheus_client (see service/metrics_dir.py).
-metrics_dir.prepare()
+Importing the package does nothing else: the serving main process prepares what its workers
+share (service/metrics_dir.py).
+"""

@@ -23,8 +23,9 @@ class BatchResults:
     def refused(self, index: int, error: Exception) -> None:
         at_fault = isinstance(error, ApiError) and error.status < 500
         self.items[index].update(status="rejected" if at_fault else "failed", error=_body(error))
-        if not at_fault:
-            self.retryable = error if isinstance(error, ApiError) else self.retryable
+        if not at_fault and self.retryable is None:
+            # Any item to send again makes the answer a non-2xx, whatever the failure was.
+            self.retryable = error if isinstance(error, ApiError) else _internal_error()
 
     def body(self) -> dict[str, Any]:
         counts = {status: 0 for status in ("stored", "rejected", "failed")}
@@ -32,6 +33,15 @@ class BatchResults:
             counts[item["status"]] += 1
         status = "success" if counts["stored"] == len(self.items) else "partial"
         return {"status": status, **counts, "results": self.items}
+
+
+def reason(error: Exception) -> str:
+    """The sessions_rejected_total label for an item that was not stored."""
+    return error.code.lower() if isinstance(error, ApiError) else "internal_error"
+
+
+def _internal_error() -> ApiError:
+    return ApiError("internal error; send the failed items again")
 
 
 def _claimed_id(item: Any) -> str | None:

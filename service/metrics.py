@@ -1,14 +1,18 @@
 """Prometheus metrics, correct across Sanic's worker processes.
 
-prometheus-client's multiprocess mode keeps each process's samples in files of one shared
-directory (prepared by service/metrics_dir.py before prometheus_client is imported) and
-sums them at scrape time.
+With several workers, prometheus-client's multiprocess mode keeps each process's samples in
+files of one shared directory (prepared by the main process, service/metrics_dir.py, before
+the workers import this module) and sums them at scrape time. A single process (no such
+directory) keeps them in memory.
 """
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    REGISTRY,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -17,13 +21,16 @@ from prometheus_client import (
     multiprocess,
 )
 
+from service.metrics_dir import VARIABLE
+
 SESSIONS_INGESTED = Counter(
     "sessions_ingested", "Sessions committed to PostgreSQL and acknowledged with a 2xx."
 )
 SESSIONS_REJECTED = Counter(
     "sessions_rejected",
-    "Sessions refused, by reason (invalid_schema, invalid_api_key, payload_too_large, "
-    "unsupported_media_type, database_error, queue_full, shutting_down).",
+    "Sessions refused or not stored, by reason (invalid_schema, invalid_api_key, "
+    "payload_too_large, unsupported_media_type, database_error, queue_full, shutting_down, "
+    "internal_error); a batch counts each item.",
     ["reason"],
 )
 REQUEST_DURATION = Histogram(
@@ -48,12 +55,20 @@ QUEUE_DEPTH = Gauge(
     multiprocess_mode="livesum",
 )
 DATABASE_ERRORS = Counter(
-    "database_errors", "Failed database calls (unreachable, timed out, or rows refused)."
+    "database_errors",
+    "Failed commits (database unreachable, timed out or failing) and rows PostgreSQL refused, "
+    "each counted once.",
 )
+
+
+def _multiprocess() -> bool:
+    return bool(os.environ.get(VARIABLE))
 
 
 def exposition() -> tuple[bytes, str]:
     """The metrics of every worker, in Prometheus text format."""
+    if not _multiprocess():
+        return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
     return generate_latest(registry), CONTENT_TYPE_LATEST
@@ -61,4 +76,5 @@ def exposition() -> tuple[bytes, str]:
 
 def forget_process(pid: int) -> None:
     """Drop a stopped worker's live gauges (its counters keep counting in the total)."""
-    multiprocess.mark_process_dead(pid)
+    if _multiprocess():
+        multiprocess.mark_process_dead(pid)

@@ -2,7 +2,10 @@
 
 Dashboards stay exact without it (they aggregate un-refreshed hours from `sessions` on the
 fly), but slow down as such hours pile up, and long breakdowns stop moving: docs/grafana.md.
-Every worker runs one; a refresh that finds another running returns at once.
+Every worker runs one; a refresh that finds another running returns at once. It runs on a
+connection and a thread of its own (SessionStore.refresh_rollups), never on those the commits
+count on, and stopping the worker cancels this task, which cancels the statement in
+PostgreSQL: a refresh in the middle of a backlog never holds up a shutdown.
 """
 
 from __future__ import annotations

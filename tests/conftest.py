@@ -20,6 +20,17 @@ from tests.servers import RunningServer, free_port
 TEST_API_KEY = "test-key-0123456789"
 
 
+@pytest.fixture(autouse=True)
+def _sanic_test_mode_restored() -> Iterator[None]:
+    """Sanic.test_mode is global (a class attribute): a test that sets it for an in-process
+    app must not change how the tests after it run."""
+    from sanic import Sanic
+
+    saved = Sanic.test_mode
+    yield
+    Sanic.test_mode = saved
+
+
 def _docker_answers() -> bool:
     try:
         import docker

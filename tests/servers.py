@@ -48,6 +48,7 @@ class RunningServer:
             *(["--single-process"] if workers == 1 else [f"--workers={workers}"]),
         ]
         self._log = log_file.open("ab")
+        self._log_start = self._log.tell()  # the log may hold earlier runs
         self.process = subprocess.Popen(
             command,
             cwd=REPO,
@@ -57,6 +58,7 @@ class RunningServer:
             start_new_session=True,  # its own process group, so a kill reaches the workers
         )
         self._wait_until_healthy()
+        self._wait_until_workers_ready(workers)
         if workers > 1:
             time.sleep(1)  # past the manager's acknowledgement window (see above)
 
@@ -72,6 +74,14 @@ class RunningServer:
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"server did not become healthy:\n{self.log()}")
+
+    def _wait_until_workers_ready(self, workers: int, timeout: float = 30) -> None:
+        """/health answers as soon as one worker does: wait for every one of them."""
+        deadline = time.monotonic() + timeout
+        while self.log_file.read_bytes()[self._log_start :].count(b"Worker ready") < workers:
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError(f"not every worker came up:\n{self.log()}")
+            time.sleep(0.05)
 
     def client(self, api_key: str | None = None) -> httpx.Client:
         headers = {"X-API-Key": api_key} if api_key else {}
@@ -118,6 +128,8 @@ class TcpProxy:
         self._open.set()
         self._flowing = threading.Event()
         self._flowing.set()
+        # Set when something reaches the frozen database: a call of the service is stuck.
+        self.holding = threading.Event()
         self._sockets: set[socket.socket] = set()
         self._lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
@@ -132,6 +144,7 @@ class TcpProxy:
             self._sockets.clear()
 
     def freeze(self) -> None:
+        self.holding.clear()
         self._flowing.clear()
 
     def restore(self) -> None:
@@ -164,6 +177,8 @@ class TcpProxy:
     def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
+                if not self._flowing.is_set():
+                    self.holding.set()
                 self._flowing.wait()
                 sink.sendall(data)
         except OSError:
