@@ -149,7 +149,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
 def metrics_dir(env: Mapping[str, str] | None = None) -> Path | None:
     """M3W_METRICS_DIR: where worker processes share their Prometheus samples (default: a
-    fresh temporary directory per start). Read before the app is built: see service/metrics.py."""
+    fresh temporary directory per start). Read by the serving main process before it starts
+    its workers: see service/metrics_dir.py."""
     env = os.environ if env is None else env
     raw = env.get("M3W_METRICS_DIR", "").strip()
     return Path(raw).expanduser().resolve() if raw else None

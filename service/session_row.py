@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from service.summary import SessionSummary
 
 STREAM_TYPES = frozenset({"VOD", "LIVE"})
 ERROR_CATEGORIES = frozenset({"NETWORK", "DRM", "SOURCE", "DECODER", "UNKNOWN"})
+# PostgreSQL's timestamptz takes UTC offsets strictly within 16 hours.
+_OFFSET_LIMIT = timedelta(hours=16)
 
 
 @dataclass(frozen=True)
@@ -65,16 +67,25 @@ def normalise(s: SessionSummary) -> dict[str, Any]:
 
 
 def parse_start_date(value: str | None) -> str | None:
-    """ISO-8601 start time, or None when absent or unparseable (the SDK sends "null")."""
+    """ISO-8601 start time in UTC, or None when absent or uninterpretable (the SDK sends
+    "null"). Python reads offsets PostgreSQL refuses (+16:00 and beyond, fractions of a
+    second such as +01:00:00.5, instants outside years 1-9999 once in UTC): those are
+    uninterpretable too, kept only in the payload, never sent to the database to fail."""
     if not value:
         return None
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
         return None
+    offset = moment.utcoffset()
+    if offset is not None and (offset.microseconds or abs(offset) >= _OFFSET_LIMIT):
+        return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)  # the SDK writes UTC
-    return moment.isoformat()
+    try:
+        return moment.astimezone(UTC).isoformat()
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is in year 0 in UTC
+        return None
 
 
 def _first(*values: Any) -> Any:

@@ -7,19 +7,34 @@ from functools import wraps
 from typing import Any
 
 from sanic import Blueprint, HTTPResponse, Request, json
-from sanic_ext import openapi
 
 from service import metrics
 from service.auth import require_api_key
 from service.batch import BatchResults
+from service.batch import reason as rejection_reason
+from service.config import Settings
 from service.errors import ApiError, error_response
-from service.ingest import batch_item_row, batch_items, read_json_body, session_row
-from service.summary import SessionSummary
+from service.ingest import (
+    batch_item_row,
+    batch_items,
+    read_json_body,
+    receives_body,
+    session_row,
+)
 
 bp = Blueprint("sessions", url_prefix="/v1/sessions")
 
-SUMMARY_BODY = {"application/json": openapi.definitions.Component(SessionSummary)}
-BATCH_BODY = {"application/json": {"type": "array", "items": SUMMARY_BODY["application/json"]}}
+# Routes take their body as a stream (stream=True) so that each one enforces its own size
+# limit before buffering (service/ingest.py: receives_body). Their OpenAPI description is
+# built from the same models in service/openapi_doc.py.
+
+
+def _session_limit(settings: Settings) -> int:
+    return settings.max_body_bytes
+
+
+def _batch_limit(settings: Settings) -> int:
+    return settings.batch_endpoint_max_bytes
 
 
 def counts_rejections(
@@ -38,49 +53,28 @@ def counts_rejections(
     return counted
 
 
-@bp.post("")
-@openapi.definition(
-    summary="Store one playback session summary",
-    description="Idempotent by sessionId: a repeat updates the row unless it is older than "
-    "the stored one. Answers 200 only after the row is committed.",
-    body=SUMMARY_BODY,
-    secured="ApiKeyAuth",
-    tag="sessions",
-)
+@bp.post("", stream=True)
 @counts_rejections
 @require_api_key
+@receives_body(_session_limit)
 async def ingest_session(request: Request) -> HTTPResponse:
     row = session_row(read_json_body(request, request.app.ctx.settings.max_body_bytes))
     await request.app.ctx.writer.write(row)
     return json({"status": "success", "sessionId": row.session_id})
 
 
-@bp.post("/validate")
-@openapi.definition(
-    summary="Check a session summary without storing it",
-    description="Exactly the validation, limits and answers of POST /v1/sessions; "
-    "nothing is written.",
-    body=SUMMARY_BODY,
-    secured="ApiKeyAuth",
-    tag="sessions",
-)
+@bp.post("/validate", stream=True)
 @require_api_key
+@receives_body(_session_limit)
 async def validate_session(request: Request) -> HTTPResponse:
     row = session_row(read_json_body(request, request.app.ctx.settings.max_body_bytes))
     return json({"status": "valid", "sessionId": row.session_id})
 
 
-@bp.post("/batch")
-@openapi.definition(
-    summary="Store up to M3W_BATCH_MAX_ITEMS session summaries in one commit",
-    description="For the SDK's offline queue. Each item is validated alone; the valid ones "
-    "are committed together. The response has one result per item, in order.",
-    body=BATCH_BODY,
-    secured="ApiKeyAuth",
-    tag="sessions",
-)
+@bp.post("/batch", stream=True)
 @counts_rejections
 @require_api_key
+@receives_body(_batch_limit)
 async def ingest_batch(request: Request) -> HTTPResponse:
     settings = request.app.ctx.settings
     body = read_json_body(request, settings.batch_endpoint_max_bytes)
@@ -94,14 +88,17 @@ async def ingest_batch(request: Request) -> HTTPResponse:
             valid_indexes.append(index)
         except ApiError as err:
             results.refused(index, err)
-            metrics.SESSIONS_REJECTED.labels(err.code.lower()).inc()
+            metrics.SESSIONS_REJECTED.labels(rejection_reason(err)).inc()
 
+    # Through the writer's queue, commit slots and answer deadline, as single sessions.
     outcomes = await request.app.ctx.writer.write_together(valid_rows) if valid_rows else []
     for index, error in zip(valid_indexes, outcomes, strict=True):
         if error is None:
             results.stored(index)
         else:
+            # Every item not stored is a rejected session, whoever is at fault.
             results.refused(index, error)
+            metrics.SESSIONS_REJECTED.labels(rejection_reason(error)).inc()
 
     if results.retryable is not None:
         # Some valid sessions were not stored and should be sent again: not a 2xx.

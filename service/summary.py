@@ -9,6 +9,7 @@ because a refused session is lost for good: the SDK does not retry.
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, PlainValidator, ValidationError, WithJsonSchema
@@ -18,9 +19,17 @@ from service.errors import InvalidSchema
 
 INT4_MAX = 2**31 - 1
 INT8_MAX = 2**63 - 1
-# 9999-12-31T23:59:59.999Z: the last instant both Python and Grafana can show.
-EPOCH_MS_MAX = 253_402_300_799_999
+DOUBLE_MAX = 1.7976931348623157e308
+# A summary dated further ahead than this is refused: the stale-retry guard keeps the newest
+# timestamp, so one phone with its clock in 2099 would freeze its session for good (and put
+# it outside every dashboard). A day covers every time zone and clock drift.
+MAX_FUTURE_MS = 24 * 3600 * 1000
 SESSION_ID_MAX_CHARS = 128
+# A whole-number sessionId becomes its decimal string, which must fit SESSION_ID_MAX_CHARS.
+SESSION_ID_INT_MAX = 10**SESSION_ID_MAX_CHARS - 1
+SESSION_ID_INT_MIN = -(10 ** (SESSION_ID_MAX_CHARS - 1) - 1)
+# jsonb refuses U+0000 in any string (unpaired surrogates cannot be valid JSON text).
+NO_NUL_PATTERN = "^[^\\u0000]*$"
 # Media3 reports "unknown" as -1 (C.LENGTH_UNSET / C.INDEX_UNSET): stored as NULL.
 UNKNOWN_SENTINEL = -1
 
@@ -55,6 +64,7 @@ def _metric(maximum: int) -> Any:
             raise _fail("out_of_range", f"must be at most {maximum}")
         return number
 
+    # -1 is the only negative accepted (Media3's "unknown", stored as NULL).
     schema = {"anyOf": [{"type": "integer", "minimum": -1, "maximum": maximum}, {"type": "null"}]}
     return Annotated[int | None, PlainValidator(check), WithJsonSchema(schema)]
 
@@ -77,9 +87,13 @@ def _check_ratio(value: Any) -> float | None:
 def _check_rate(value: Any) -> float | None:
     """A non-negative number that may have a fraction (an average); -1 means unknown."""
     rate = _check_ratio(value)
-    if rate is not None and rate * 1000 > INT8_MAX:
-        raise _fail("out_of_range", f"must be at most {INT8_MAX // 1000}")
-    return rate
+    if rate is None:
+        return None
+    # Compared and kept as sent: a whole number past 2**53 is not exactly a float, and
+    # x 1000 must still fit the bigint column (session_row.py).
+    if value > KBPS_MAX:
+        raise _fail("out_of_range", f"must be at most {KBPS_MAX}")
+    return value if isinstance(value, int) else rate
 
 
 def _check_text(value: Any) -> str | None:
@@ -90,6 +104,8 @@ def _check_text(value: Any) -> str | None:
 
 def _check_session_id(value: Any) -> str:
     # Older SDK builds sent a number (e.g. 5): keep it as its decimal string.
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # 5.0 is the JSON number 5
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str):
@@ -105,8 +121,8 @@ def _check_epoch_ms(value: Any) -> int:
     number = _whole_number(value)
     if number <= 0:
         raise _fail("out_of_range", "must be a positive epoch time in milliseconds")
-    if number > EPOCH_MS_MAX:
-        raise _fail("out_of_range", f"must be at most {EPOCH_MS_MAX} (year 9999)")
+    if number > time.time() * 1000 + MAX_FUTURE_MS:
+        raise _fail("out_of_range", "must not be more than 24 hours ahead of the server's clock")
     return number
 
 
@@ -121,27 +137,84 @@ def _check_labels(value: Any) -> dict[str, str] | None:
     return value
 
 
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+# The JSON schemas below are what the OpenAPI document says (service/openapi_doc.py): each
+# states exactly what its validator accepts.
+_UNKNOWN_OR_NULL = [{"const": UNKNOWN_SENTINEL}, {"type": "null"}]
+KBPS_MAX = INT8_MAX // 1000  # kbps x 1000 is stored in a bigint (bits per second)
 Kbps = Annotated[
-    float | None, PlainValidator(_check_rate), WithJsonSchema({"type": "number", "minimum": -1})
+    float | None,
+    PlainValidator(_check_rate),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0, "maximum": KBPS_MAX},
+                *_UNKNOWN_OR_NULL,
+            ]
+        }
+    ),
 ]
-Text = Annotated[str | None, PlainValidator(_check_text), WithJsonSchema({"type": "string"})]
+Text = Annotated[
+    str | None,
+    PlainValidator(_check_text),
+    WithJsonSchema(_nullable({"type": "string", "pattern": NO_NUL_PATTERN})),
+]
 Ratio = Annotated[
-    float | None, PlainValidator(_check_ratio), WithJsonSchema({"type": "number", "minimum": -1})
+    float | None,
+    PlainValidator(_check_ratio),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0, "maximum": DOUBLE_MAX},
+                *_UNKNOWN_OR_NULL,
+            ]
+        }
+    ),
 ]
 SessionId = Annotated[
     str,
     PlainValidator(_check_session_id),
-    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": SESSION_ID_MAX_CHARS}),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": SESSION_ID_MAX_CHARS,
+                    # not blank; no NUL
+                    "pattern": "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$",
+                },
+                {"type": "integer", "minimum": SESSION_ID_INT_MIN, "maximum": SESSION_ID_INT_MAX},
+            ]
+        }
+    ),
 ]
 EpochMs = Annotated[
     int,
     PlainValidator(_check_epoch_ms),
-    WithJsonSchema({"type": "integer", "minimum": 1, "maximum": EPOCH_MS_MAX}),
+    WithJsonSchema(
+        {
+            "type": "integer",
+            "minimum": 1,
+            "description": "Epoch milliseconds; at most 24 hours ahead of the server's clock.",
+        }
+    ),
 ]
 Labels = Annotated[
     dict[str, str] | None,
     PlainValidator(_check_labels),
-    WithJsonSchema({"type": "object", "additionalProperties": {"type": "string"}}),
+    WithJsonSchema(
+        _nullable(
+            {
+                "type": "object",
+                "propertyNames": {"pattern": NO_NUL_PATTERN},
+                "additionalProperties": {"type": "string", "pattern": NO_NUL_PATTERN},
+            }
+        )
+    ),
 ]
 Millis = _metric(INT8_MAX)
 Count = _metric(INT4_MAX)

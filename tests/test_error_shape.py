@@ -54,6 +54,17 @@ CASES = [
         415,
         "UNSUPPORTED_MEDIA_TYPE",
     ),
+    (
+        "key sent twice",
+        "POST",
+        "/v1/sessions",
+        [("X-API-Key", "k")] * 2,
+        "{}",
+        401,
+        "INVALID_API_KEY",
+    ),
+    ("URL too long", "GET", "/health?" + "a" * 10_000, {}, None, 414, "URI_TOO_LONG"),
+    ("head too large", "GET", "/health", {"X-Big": "b" * 20_000}, None, 431, "HEADERS_TOO_LARGE"),
 ]
 
 

@@ -10,6 +10,17 @@ def test_liveness_answers_healthy(api):
     assert response.json() == {"status": "healthy"}
 
 
+def test_head_on_liveness_answers_like_get_without_a_body(api):
+    get = api.get("/health")
+
+    head = api.head("/health")
+
+    assert head.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-type"] == get.headers["content-type"]
+    assert head.headers["content-length"] == str(len(get.content))
+
+
 def test_readiness_answers_when_the_database_does(api):
     response = api.get("/health/ready")
 

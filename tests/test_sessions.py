@@ -5,14 +5,18 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import time
+import uuid
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
 from tests.conftest import TEST_API_KEY
 from tests.payloads import SDK_EXAMPLE, SDK_HEADERS, payload_a, payload_b
+from tests.rawhttp import exchange, request_head
 
 
 def post(api: httpx.Client, body: Any, **headers: str) -> httpx.Response:
@@ -160,7 +164,7 @@ ACCEPTED = [
     ),
     (
         "largest values that fit their columns",
-        {"rebufferCount": 2**31 - 1, "playTimeMs": 2**63 - 1, "timestamp": 253402300799999},
+        {"rebufferCount": 2**31 - 1, "playTimeMs": 2**63 - 1},
         {"rebuffer_count": 2**31 - 1, "play_time_ms": 2**63 - 1},
     ),
     ("unknown stream type kept only in payload", {"streamType": "DVR"}, {"stream_type": None}),
@@ -252,6 +256,53 @@ def test_unusable_payloads_are_refused_naming_the_field(api, db, body, field):
     assert db.count() == 0
 
 
+HOUR_MS = 3600 * 1000
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+# (case, timestamp relative to the server's clock, status)
+FUTURE = [
+    ("an hour ago", lambda: _now_ms() - HOUR_MS, 200),
+    ("23 hours ahead (a phone's clock off by a time zone)", lambda: _now_ms() + 23 * HOUR_MS, 200),
+    ("25 hours ahead", lambda: _now_ms() + 25 * HOUR_MS, 400),
+    ("year 2099", lambda: 4_070_908_800_000, 400),
+]
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "status"), [c[1:] for c in FUTURE], ids=[c[0] for c in FUTURE]
+)
+@pytest.mark.parametrize("path", ["/v1/sessions", "/v1/sessions/validate"])
+def test_timestamps_more_than_a_day_ahead_are_refused(api, db, path, timestamp, status):
+    body = payload_a(timestamp=timestamp())
+
+    response = api.post(path, json=body, headers=SDK_HEADERS)
+
+    assert response.status_code == status, response.text
+    if status == 400:
+        error = response.json()["error"]
+        assert error["message"] == (
+            "timestamp: must not be more than 24 hours ahead of the server's clock"
+        )
+        assert [d["field"] for d in error["details"]] == ["timestamp"]
+    stored = 1 if status == 200 and path == "/v1/sessions" else 0
+    assert db.count() == stored
+
+
+def test_a_summary_from_a_wrong_clock_cannot_freeze_its_session(api, db):
+    session_id = str(uuid.uuid4())
+    from_2099 = payload_a(sessionId=session_id, timestamp=4_070_908_800_000, playTimeMs=1)
+    real = payload_a(sessionId=session_id, timestamp=_now_ms(), playTimeMs=2)
+
+    assert post(api, from_2099).status_code == 400
+    assert post(api, real).status_code == 200
+
+    assert db.session(session_id)["play_time_ms"] == 2
+
+
 def test_every_field_error_is_listed(api, db):
     body = payload_a(sessionId="", timestamp=-1, startupTimeMs=-3, rebufferCount="2")
 
@@ -276,6 +327,54 @@ def test_requests_without_the_api_key_are_refused(server, db, headers):
     assert response.json()["error"]["code"] == "INVALID_API_KEY"
     assert db.count() == 0
     assert TEST_API_KEY not in server.log()
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [f" {TEST_API_KEY}", f"{TEST_API_KEY} ", f"\t{TEST_API_KEY}\t", f"  {TEST_API_KEY}  "],
+    ids=["leading space", "trailing space", "tabs", "both"],
+)
+def test_whitespace_around_the_api_key_is_not_part_of_it(server, db, sent):
+    # Raw bytes on the wire: HTTP client libraries trim or refuse such values themselves.
+    body = json.dumps(payload_a()).encode()
+    head = request_head(
+        "POST", "/v1/sessions", [("X-API-Key", sent), ("Content-Length", str(len(body)))]
+    )
+
+    response = exchange(urlsplit(server.url).port, head + body)
+
+    assert response.status == 200, response.body
+    assert db.session(response.json()["sessionId"]) is not None
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [[TEST_API_KEY, TEST_API_KEY], [TEST_API_KEY, "wrong"], ["wrong", TEST_API_KEY]],
+    ids=["same key twice", "right then wrong", "wrong then right"],
+)
+@pytest.mark.parametrize("path", ["/v1/sessions", "/v1/sessions/validate", "/v1/sessions/batch"])
+def test_api_key_sent_twice_is_refused(server, db, path, keys):
+    body = [payload_a()] if path.endswith("batch") else payload_a()
+    with server.client() as client:
+        response = client.post(
+            path, content=json.dumps(body), headers=[("X-API-Key", key) for key in keys]
+        )
+
+    assert response.status_code == 401
+    error = response.json()["error"]
+    assert error["code"] == "INVALID_API_KEY"
+    assert "more than once" in error["message"]
+    assert db.count() == 0
+
+
+def test_api_key_that_is_not_utf8_is_a_401_not_a_500(server, db):
+    with server.client() as client:
+        response = client.post(
+            "/v1/sessions", json=payload_a(), headers={"X-API-Key": b"\xff\xfe-key"}
+        )
+
+    assert response.status_code == 401
+    assert db.count() == 0
 
 
 def test_api_key_header_name_is_case_insensitive(server, db):
