@@ -6,6 +6,7 @@ Kotlin backend used and the SDK logs; the HTTP status lives on the exception cla
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any, ClassVar
 
@@ -105,6 +106,16 @@ class JsonErrorHandler(ErrorHandler):
     """Turns every exception, ours or Sanic's, into the one error shape."""
 
     def default(self, request: Request, exception: Exception) -> HTTPResponse:
+        if isinstance(exception, asyncio.CancelledError):
+            # Sanic's RequestCancelled: the client hung up before its answer. Nobody reads
+            # this response, and a phone losing its network is no server error: one line,
+            # no traceback (a load test's end would otherwise log thousands of them).
+            logger.info(
+                "client closed the connection before the answer: %s %s",
+                request.method,
+                request.path,
+            )
+            return error_response(503, "SERVICE_UNAVAILABLE", "request cancelled by the client")
         if isinstance(exception, ApiError):
             return error_response(
                 exception.status,

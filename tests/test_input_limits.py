@@ -21,6 +21,7 @@ from tests.rawhttp import (
     trickle_until_answered,
 )
 from tests.servers import RunningServer
+from tests.signals import wait_until
 from tests.test_error_shape import assert_error_shape
 
 KEYED = {"X-API-Key": TEST_API_KEY, "Content-Type": "application/json"}
@@ -282,3 +283,17 @@ def test_oversize_head_gets_431(server):
 
     assert response.status == 431
     assert_error_shape(response.json(), "HEADERS_TOO_LARGE")
+
+
+def test_a_client_hanging_up_mid_body_is_one_log_line_not_a_traceback(strict_server, db):
+    """A phone losing its network is routine: no "unhandled error", no traceback."""
+    head = request_head("POST", "/v1/sessions", {**KEYED, "Content-Length": "1000"})
+    with connect(port_of(strict_server)) as sock:
+        sock.sendall(head + b'{"sessionId":')
+        # Hang up once the handler is reading the body (it answers nothing before the rest).
+    line = "client closed the connection before the answer: POST /v1/sessions"
+    wait_until(lambda: line in strict_server.log(), "the hang-up to be logged")
+
+    assert "Traceback" not in strict_server.log()
+    assert "unhandled error" not in strict_server.log()
+    assert db.count() == 0
