@@ -1,9 +1,10 @@
 -- :name upsert_sessions :affected
 -- :doc Insert or update sessions given as one JSON array of rows (service/session_row.py).
+-- A session is identified by (tenant_id, session_id); its tenant comes from the API key.
 -- A summary older than the stored one is ignored (stale retry); created_at is never changed.
--- Session ids must be unique within one call: the writer merges duplicates first.
+-- (tenant_id, session_id) pairs must be unique within one call: the writer merges duplicates.
 INSERT INTO sessions AS stored (
-    session_id, "timestamp", ended_at, started_at, schema_version,
+    tenant_id, session_id, "timestamp", ended_at, started_at, schema_version,
     session_duration_ms, startup_time_ms, rebuffer_time_ms, rebuffer_count, play_time_ms,
     rebuffer_ratio, total_dropped_frames, total_seek_count, total_seek_time_ms,
     mean_video_format_bitrate, error_count, last_error_code, last_error_category,
@@ -11,15 +12,16 @@ INSERT INTO sessions AS stored (
     device_os_version, app_name, app_version, payload
 )
 SELECT
-    r.session_id, r."timestamp", to_timestamp(r."timestamp" / 1000.0), r.started_at,
-    r.schema_version, r.session_duration_ms, r.startup_time_ms, r.rebuffer_time_ms,
+    r.tenant_id, r.session_id, r."timestamp", to_timestamp(r."timestamp" / 1000.0),
+    r.started_at, r.schema_version, r.session_duration_ms, r.startup_time_ms, r.rebuffer_time_ms,
     r.rebuffer_count, r.play_time_ms, r.rebuffer_ratio, r.total_dropped_frames,
     r.total_seek_count, r.total_seek_time_ms, r.mean_video_format_bitrate, r.error_count,
     r.last_error_code, r.last_error_category, r.quality_switch_count, r.content_id,
     r.stream_type, r.device_model, r.device_os, r.device_os_version, r.app_name,
     r.app_version, r.payload
 FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r (
-    session_id text, "timestamp" bigint, started_at timestamptz, schema_version text,
+    tenant_id integer, session_id text, "timestamp" bigint, started_at timestamptz,
+    schema_version text,
     session_duration_ms bigint, startup_time_ms bigint, rebuffer_time_ms bigint,
     rebuffer_count integer, play_time_ms bigint, rebuffer_ratio double precision,
     total_dropped_frames bigint, total_seek_count integer, total_seek_time_ms bigint,
@@ -28,7 +30,7 @@ FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r (
     stream_type text, device_model text, device_os text, device_os_version text,
     app_name text, app_version text, payload jsonb
 )
-ON CONFLICT (session_id) DO UPDATE SET
+ON CONFLICT (tenant_id, session_id) DO UPDATE SET
     "timestamp" = EXCLUDED."timestamp",
     ended_at = EXCLUDED.ended_at,
     started_at = EXCLUDED.started_at,

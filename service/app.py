@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import time
 
@@ -21,6 +23,8 @@ from service import (
 )
 from service.config import Settings, load_settings
 from service.errors import JsonErrorHandler
+from service.key_auth import KeyAuthenticator
+from service.key_store import KeyStore
 from service.rollups import refresh_rollups_forever
 from service.store import SessionStore
 from service.writer import BatchWriter
@@ -36,7 +40,6 @@ def create_app(*, settings: Settings | None = None) -> Sanic:
         )
     app = connections.GuardedSanic("media3watch", error_handler=JsonErrorHandler())
     app.ctx.settings = settings
-    app.ctx.api_key = settings.api_key.encode()
     # Sanic's own cap, for the largest body any route takes; each route checks its own.
     app.config.REQUEST_MAX_SIZE = max(settings.max_body_bytes, settings.batch_endpoint_max_bytes)
     app.config.GRACEFUL_SHUTDOWN_TIMEOUT = settings.graceful_shutdown_seconds
@@ -70,7 +73,8 @@ async def _open_resources(app: Sanic) -> None:
     if settings.exposes_default_key(host):
         logger.warning(
             "M3W_API_KEY is the public default %r while listening on %s: anyone who can reach "
-            "this port can write sessions. Set M3W_API_KEY to a secret.",
+            "this port can write sessions while the database holds no API key. Create keys "
+            "(`m3w keys create`) or set M3W_API_KEY to a secret.",
             "dev-key",
             host,
         )
@@ -88,16 +92,30 @@ async def _open_resources(app: Sanic) -> None:
         answer_within=settings.db_timeout_seconds * 2 + 2,
     )
     app.ctx.writer.start()
+    # API keys: looked up on a connection and thread of their own (service/key_auth.py).
+    app.ctx.key_store = KeyStore(settings.database_url, settings.db_timeout_seconds)
+    app.ctx.keys = KeyAuthenticator(app.ctx.key_store, settings)
+    # Background loops are our own tasks rather than app.add_task()s: Sanic logs a warning
+    # for every such task it cancels at stop, and a stop is routine (_stop_background).
+    loop = asyncio.get_running_loop()
+    app.ctx.background = [loop.create_task(app.ctx.keys.record_use_forever(), name="api-key-use")]
     if settings.rollup_refresh_seconds:
-        # Registered with Sanic, which cancels it at stop: a refresh need not finish.
-        app.add_task(
-            refresh_rollups_forever(app.ctx.store, settings.rollup_refresh_seconds),
-            name="rollup-refresh",
-        )
+        refresh = refresh_rollups_forever(app.ctx.store, settings.rollup_refresh_seconds)
+        app.ctx.background.append(loop.create_task(refresh, name="rollup-refresh"))
 
 
 async def _note_stop_requested(app: Sanic) -> None:
     app.ctx.stop_requested_at = time.monotonic()
+    await _stop_background(app)
+
+
+async def _stop_background(app: Sanic) -> None:
+    """Neither loop need finish: cancelling a rollup refresh cancels its statement in
+    PostgreSQL, and the drain records the last key use itself."""
+    tasks: list[asyncio.Task[None]] = app.ctx.background
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _drain_and_close(app: Sanic) -> None:
@@ -106,5 +124,9 @@ async def _drain_and_close(app: Sanic) -> None:
     spent = time.monotonic() - getattr(app.ctx, "stop_requested_at", time.monotonic())
     budget = max(1.0, app.ctx.settings.graceful_shutdown_seconds - spent)
     await app.ctx.writer.close(timeout=budget)
+    # The last minute's key use; bounded, as a frozen database must not hold up the stop.
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(app.ctx.keys.record_use(), timeout=1)
+    app.ctx.key_store.close()
     app.ctx.store.close()
     metrics.forget_process(os.getpid())

@@ -1,5 +1,5 @@
-"""`m3w`: run the service (with an embedded PostgreSQL unless DATABASE_URL is set) and
-apply migrations."""
+"""`m3w`: run the service (with an embedded PostgreSQL unless DATABASE_URL is set), apply
+migrations, manage tenants and API keys (service/admin.py)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ import os
 import shlex
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from service import admin
 from service.config import ConfigError, DatabaseUrl, Settings, load_settings
 from service.embedded_db import EmbeddedDatabaseError
 from service.migrations import MigrationError, dbmate
@@ -27,11 +28,17 @@ def main(argv: list[str] | None = None) -> int:
         "serve", help="serve the API (embedded PostgreSQL in M3W_DATA_DIR unless DATABASE_URL)"
     )
     commands.add_parser("migrate", help="apply pending migrations to the configured database")
+    admin.add_commands(commands)
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
         if args.command == "serve":
             serve(settings)
+        elif args.command in admin.COMMANDS:
+            # As the schema owner, like the migrations; stdout is the command's own (a new
+            # key alone on it), so the embedded database's messages go to stderr.
+            with database(settings, say=_say_on_stderr) as db:
+                return admin.run(args, db.migrations, settings.key_cache_seconds)
         else:
             with database(settings) as db:
                 _say(dbmate(db.migrations, "up").stdout.strip() or "Database is up to date.")
@@ -63,8 +70,9 @@ def serve(settings: Settings) -> None:
 
 
 @contextmanager
-def database(settings: Settings) -> Iterator[Database]:
+def database(settings: Settings, say: Callable[[str], None] | None = None) -> Iterator[Database]:
     """The configured database, or the embedded one, started for the duration."""
+    say = say or _say
     if settings.database_url is not None:
         yield Database(
             settings.migrate_database_url or settings.database_url, settings.database_url
@@ -74,22 +82,22 @@ def database(settings: Settings) -> Iterator[Database]:
 
     embedded = EmbeddedPostgres(settings.data_dir / "pgdata", settings.embedded_db_port)
     if embedded.is_initialised:
-        _say(f"Starting the embedded PostgreSQL in {embedded.pgdata} ...")
+        say(f"Starting the embedded PostgreSQL in {embedded.pgdata} ...")
     else:
-        _say(f"First start: creating a PostgreSQL database in {embedded.pgdata} ...")
+        say(f"First start: creating a PostgreSQL database in {embedded.pgdata} ...")
     began = time.monotonic()
     with embedded.running():
         # Least privilege here too: the service logs in as a role that can write sessions
         # and refresh rollups, and nothing else.
         embedded.init_roles()
-        _say(f"PostgreSQL is ready on 127.0.0.1:{embedded.port} ({time.monotonic() - began:.1f}s).")
+        say(f"PostgreSQL is ready on 127.0.0.1:{embedded.port} ({time.monotonic() - began:.1f}s).")
         try:
             yield Database(
                 embedded.role_url(OWNER_ROLE), embedded.role_url(SERVICE_ROLE), embedded.passfile
             )
         finally:
             if embedded.started_here:
-                _say("Stopping the embedded PostgreSQL ...")
+                say("Stopping the embedded PostgreSQL ...")
 
 
 def _run_sanic(settings: Settings) -> None:
@@ -147,6 +155,10 @@ def _print_banner(settings: Settings, db: Database) -> None:
 
 def _say(message: str) -> None:
     print(message, flush=True)
+
+
+def _say_on_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -84,7 +84,9 @@ class Settings:
     data_dir: Path
     embedded_db_port: int
     batch_max_rows: int  # group commit: rows per transaction (1 = one commit per session)
-    batch_window_ms: float  # group commit: how long a batch waits for more rows
+    # group commit: how long queued rows wait for the commit in flight to end before another
+    # commit starts beside it (a lone request never waits: it commits at once)
+    batch_window_ms: float
     queue_max_rows: int  # rows waiting for a commit, per worker, before answering 503
     batch_endpoint_max_items: int
     batch_endpoint_max_bytes: int
@@ -100,6 +102,9 @@ class Settings:
     # The schema owner's credentials for `m3w migrate` and the migrations of `m3w serve`
     # (docs/deploy.md); None: DATABASE_URL migrates too.
     migrate_database_url: DatabaseUrl | None = None
+    # How long a worker trusts what it learnt about an API key (service/key_auth.py): a
+    # revoked or expired key is refused everywhere within this many seconds.
+    key_cache_seconds: int = 30
 
     @property
     def uses_default_api_key(self) -> bool:
@@ -129,7 +134,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         data_dir=Path(env.get("M3W_DATA_DIR", ".m3w")).expanduser().resolve(),
         embedded_db_port=_int(env, "M3W_EMBEDDED_DB_PORT", 5433, 1, 65535),
         batch_max_rows=_int(env, "M3W_BATCH_MAX_ROWS", 500, 1, 10_000),
-        batch_window_ms=_int(env, "M3W_BATCH_WINDOW_MS", 2, 0, 1000),
+        batch_window_ms=_int(env, "M3W_BATCH_WINDOW_MS", 5, 0, 60_000),
         queue_max_rows=_int(env, "M3W_QUEUE_MAX_ROWS", 10_000, 1, 1_000_000),
         batch_endpoint_max_items=_int(env, "M3W_BATCH_MAX_ITEMS", 500, 1, 10_000),
         batch_endpoint_max_bytes=_int(
@@ -144,6 +149,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         body_timeout_seconds=_int(env, "M3W_BODY_TIMEOUT_SECONDS", 30, 1, 3600),
         keep_alive_seconds=_int(env, "M3W_KEEP_ALIVE_SECONDS", 15, 1, 3600),
         max_connections=_int(env, "M3W_MAX_CONNECTIONS", 1000, 1, 1_000_000),
+        key_cache_seconds=_int(env, "M3W_KEY_CACHE_SECONDS", 30, 1, 3600),
     )
 
 

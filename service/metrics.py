@@ -23,15 +23,20 @@ from prometheus_client import (
 
 from service.metrics_dir import VARIABLE
 
+# `tenant` is the tenant's slug (as many values as tenants), empty for a request refused
+# before its API key named one.
 SESSIONS_INGESTED = Counter(
-    "sessions_ingested", "Sessions committed to PostgreSQL and acknowledged with a 2xx."
+    "sessions_ingested",
+    "Sessions committed to PostgreSQL and acknowledged with a 2xx, by tenant.",
+    ["tenant"],
 )
 SESSIONS_REJECTED = Counter(
     "sessions_rejected",
     "Sessions refused or not stored, by reason (invalid_schema, invalid_api_key, "
     "payload_too_large, unsupported_media_type, database_error, queue_full, shutting_down, "
-    "internal_error); a batch counts each item.",
-    ["reason"],
+    "internal_error) and tenant (empty when refused before the API key named one); a batch "
+    "counts each item.",
+    ["reason", "tenant"],
 )
 REQUEST_DURATION = Histogram(
     "http_request_duration_seconds",

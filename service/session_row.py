@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from service.keys import Tenant
 from service.summary import SessionSummary
 
 STREAM_TYPES = frozenset({"VOD", "LIVE"})
@@ -22,6 +23,22 @@ class SessionRow:
     # The row as one JSON object whose keys are the column names, payload spliced in as
     # received: the upsert statement reads a JSON array of these (jsonb_to_recordset).
     json: str
+    # Whose session it is, from the API key that sent it (never from the payload): set by
+    # `for_tenant()`. A row without one is refused by the database (tenant_id NOT NULL).
+    tenant: Tenant | None = None
+
+    @property
+    def identity(self) -> tuple[int, str]:
+        """What the database keys the session by: (tenant_id, session_id)."""
+        return (self.tenant.id if self.tenant else 0, self.session_id)
+
+    def for_tenant(self, tenant: Tenant) -> SessionRow:
+        # The tenant's column goes first; the payload stays nested under "payload", so no
+        # key a client sends can reach it.
+        if self.tenant is not None:
+            raise ValueError(f"session {self.session_id!r} has its tenant already")
+        row_json = f'{{"tenant_id":{int(tenant.id)},' + self.json[1:]
+        return replace(self, json=row_json, tenant=tenant)
 
 
 def to_row(summary: SessionSummary, payload_text: str) -> SessionRow:

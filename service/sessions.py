@@ -40,17 +40,24 @@ def _batch_limit(settings: Settings) -> int:
 def counts_rejections(
     handler: Callable[..., Awaitable[HTTPResponse]],
 ) -> Callable[..., Awaitable[HTTPResponse]]:
-    """Count every session refused, by reason (the error code), in sessions_rejected_total."""
+    """Count every session refused, by reason (the error code) and tenant, in
+    sessions_rejected_total."""
 
     @wraps(handler)
     async def counted(request: Request, *args: Any, **kwargs: Any) -> HTTPResponse:
         try:
             return await handler(request, *args, **kwargs)
         except ApiError as err:
-            metrics.SESSIONS_REJECTED.labels(err.code.lower()).inc()
+            metrics.SESSIONS_REJECTED.labels(err.code.lower(), _tenant_label(request)).inc()
             raise
 
     return counted
+
+
+def _tenant_label(request: Request) -> str:
+    # Empty until the API key named the tenant (a refused key, a body refused before it).
+    caller = getattr(request.ctx, "caller", None)
+    return caller.tenant.slug if caller is not None else ""
 
 
 @bp.post("", stream=True)
@@ -59,6 +66,7 @@ def counts_rejections(
 @receives_body(_session_limit)
 async def ingest_session(request: Request) -> HTTPResponse:
     row = session_row(read_json_body(request, request.app.ctx.settings.max_body_bytes))
+    row = row.for_tenant(request.ctx.caller.tenant)
     await request.app.ctx.writer.write(row)
     return json({"status": "success", "sessionId": row.session_id})
 
@@ -81,14 +89,15 @@ async def ingest_batch(request: Request) -> HTTPResponse:
     items = batch_items(body, settings.batch_endpoint_max_items)
 
     results = BatchResults(items)
+    tenant = request.ctx.caller.tenant
     valid_rows, valid_indexes = [], []
     for index, item in enumerate(items):
         try:
-            valid_rows.append(batch_item_row(body, index, item))
+            valid_rows.append(batch_item_row(body, index, item).for_tenant(tenant))
             valid_indexes.append(index)
         except ApiError as err:
             results.refused(index, err)
-            metrics.SESSIONS_REJECTED.labels(rejection_reason(err)).inc()
+            metrics.SESSIONS_REJECTED.labels(rejection_reason(err), tenant.slug).inc()
 
     # Through the writer's queue, commit slots and answer deadline, as single sessions.
     outcomes = await request.app.ctx.writer.write_together(valid_rows) if valid_rows else []
@@ -98,7 +107,7 @@ async def ingest_batch(request: Request) -> HTTPResponse:
         else:
             # Every item not stored is a rejected session, whoever is at fault.
             results.refused(index, error)
-            metrics.SESSIONS_REJECTED.labels(rejection_reason(error)).inc()
+            metrics.SESSIONS_REJECTED.labels(rejection_reason(error), tenant.slug).inc()
 
     if results.retryable is not None:
         # Some valid sessions were not stored and should be sent again: not a 2xx.

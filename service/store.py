@@ -115,7 +115,7 @@ class _DatabaseThreads:
                 job.settle(None, _unavailable(_TooLate()))
                 continue
             try:
-                job.settle(_call(job.work), None)
+                job.settle(_call(job.work, job.deadline), None)
             except BaseException as err:
                 job.settle(None, err)
 
@@ -143,7 +143,7 @@ class SessionStore:
 
         def upsert() -> int:
             with queries.transaction() as session:
-                session.connection()  # checked out (and pre-pinged) before deciding to write
+                session.connection()  # checked out before deciding to write
                 self._in_time(deadline)
                 affected = queries.upsert_sessions(rows=rows_json)
                 self._in_time(deadline - COMMIT_MARGIN_SECONDS)
@@ -263,9 +263,10 @@ def _module(url: DatabaseUrl, pool_size: int, timeout_seconds: float) -> pugsql.
             pool_size=pool_size,
             max_overflow=0,
             pool_timeout=timeout_seconds,
-            # After a PostgreSQL restart the pooled connections are dead; test each on
-            # checkout so the first request after recovery does not fail.
-            pool_pre_ping=True,
+            # No ping on checkout: it is a round trip to PostgreSQL for every commit (as
+            # many as the commit's own statements, measured). A connection found dead after
+            # a restart is replaced and the call run once more instead (`_call`).
+            pool_pre_ping=False,
             connect_args={
                 "connect_timeout": max(1, int(timeout_seconds)),
                 # A frozen server (or network) must not hold a thread forever.
@@ -281,9 +282,19 @@ def _module(url: DatabaseUrl, pool_size: int, timeout_seconds: float) -> pugsql.
     return queries
 
 
-def _call(work: Callable[[], T]) -> T:
+def _call(work: Callable[[], T], deadline: float) -> T:
     try:
-        return work()
+        try:
+            return work()
+        except sqlalchemy.exc.DBAPIError as err:
+            # The connection was dead (PostgreSQL restarted, or the network dropped it):
+            # SQLAlchemy has discarded it and every pooled connection as old as it. Once
+            # more on a new connection, if there is time: every call here is safe to repeat
+            # (an upsert of the same rows stores the same thing, the others only read or
+            # recompute), and a database still down fails it within the connect timeout.
+            if not err.connection_invalidated or time.monotonic() >= deadline:
+                raise
+            return work()
     except (sqlalchemy.exc.DataError, sqlalchemy.exc.IntegrityError) as err:
         raise RowRejected(str(err.orig).splitlines()[0]) from err
     except (

@@ -1,11 +1,19 @@
-"""Group commit: many requests' rows share one transaction, and each request still gets its
-200 only once its own row is committed.
+"""Group commit by "smart batching": many requests' rows share one transaction, and each
+request still gets its 200 only once its own row is committed.
 
-A request hands its validated row to `write()` and waits. One flusher task per worker takes
-what has queued (up to `max_rows`, after at most `window` seconds of waiting for more) and
-commits it with one statement; while a batch commits, the next one fills up, so batches grow
-with load by themselves. The batch endpoint's rows (`write_together()`) go through the same
-queue as one entry, committed in a transaction of their own.
+A request hands its validated row to `write()` and waits. When a commit slot is free and no
+commit is in flight, whatever has queued is committed at once: a lone request never waits
+for a timer. While a commit is in flight, what arrives queues behind it and goes in the
+next commit, as soon as that one ends, so batches grow with the load by themselves and the
+commit rate follows what the database can do. Another commit starts beside those in flight
+only when the queue holds a full batch (`max_rows`) or its oldest row has waited `window`
+seconds (a slow commit must not hold everything behind it). The batch endpoint's rows
+(`write_together()`) go through the same queue as one entry, committed in a transaction of
+their own.
+
+Commits are started from the request's own call and from the end of the previous commit,
+not by a flusher task: no event-loop hand-off between a row being queued and its commit
+being sent to a database thread.
 
 Every path is bounded the same way: the queue counts rows against `max_queued` (beyond it,
 QUEUE_FULL), commits run in at most `max_concurrent_commits` slots, and every request is
@@ -18,7 +26,6 @@ PostgreSQL is frozen the work waits in the bounded queue, not in threads.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -58,6 +65,12 @@ class _Waiter:
     def give_up(self) -> None:
         self.done.cancel()
 
+    def stored(self) -> bool:
+        """Whether the commit answered this row 'stored' (even if its request timed out
+        in the same instant)."""
+        done = self.done
+        return done.done() and not done.cancelled() and done.exception() is None
+
 
 @dataclass(eq=False)
 class _Entry:
@@ -67,6 +80,7 @@ class _Entry:
     waiters: list[_Waiter]
     deadline: float
     alone: bool
+    queued_at: float
 
 
 @dataclass
@@ -93,27 +107,28 @@ class BatchWriter:
         self._max_rows = max_rows
         self._window = window_seconds
         self._max_queued = max_queued
+        self._max_commits = max_concurrent_commits
         self._queue: deque[_Entry] = deque()
         self._queued_rows = 0
-        self._queued_or_closing = asyncio.Event()
-        self._batch_full = asyncio.Event()
-        self._commit_slots = asyncio.Semaphore(max_concurrent_commits)
         self._commits: dict[asyncio.Task[None], list[_Session]] = {}
+        self._window_timer: asyncio.TimerHandle | None = None
+        self._idle: asyncio.Event | None = None  # set once closing and nothing is left
         self._closing = False
-        self._flusher: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        # Deliberately not an app.add_task(): Sanic cancels those at stop, before the
-        # requests that wait on this task have been answered. `close()` ends it instead.
-        self._flusher = asyncio.get_running_loop().create_task(self._flush_forever())
+        """Nothing runs in the background: commits start from `write()` and from the end
+        of the commit before them (kept so that the app's start-up reads the same)."""
 
     async def write(self, row: SessionRow) -> None:
         """Return once the row is committed; raise the error the client should get."""
         entry = self._enqueue([row], alone=False)
-        done = entry.waiters[0].done
+        waiter = entry.waiters[0]
         try:
-            await asyncio.wait_for(asyncio.shield(done), entry.deadline - time.monotonic())
+            async with asyncio.timeout(entry.deadline - time.monotonic()):
+                await waiter.done
         except TimeoutError:
+            if waiter.stored():  # committed in the very instant its time ran out
+                return
             self._give_up(entry)
             raise DatabaseUnavailable("the commit did not complete in time; retry") from None
         except asyncio.CancelledError:  # the client went away
@@ -140,19 +155,17 @@ class BatchWriter:
         return [waiter.done.exception() for waiter in entry.waiters]
 
     async def close(self, timeout: float) -> None:
-        """Commit what is queued, answer every waiting request, then stop the flusher."""
+        """Commit what is queued, answer every waiting request, then return."""
         self._closing = True
-        self._queued_or_closing.set()
-        self._batch_full.set()
-        if self._flusher is None:
-            return
+        self._idle = asyncio.Event()
+        self._kick()
+        self._note_if_idle()
         try:
-            await asyncio.wait_for(asyncio.shield(self._flusher), timeout)
+            await asyncio.wait_for(self._idle.wait(), timeout)
         except TimeoutError:
             logger.error("writer did not drain within %.0fs; failing the rest", timeout)
             # They are answered 503 below: none of their commits may land afterwards.
             self._store.stop_commits()
-            self._flusher.cancel()
             error = DatabaseUnavailable("server stopped before the commit; retry")
             for task, sessions in list(self._commits.items()):
                 task.cancel()
@@ -160,6 +173,8 @@ class BatchWriter:
             for entry in self._queue:
                 for waiter in entry.waiters:
                     waiter.fail(error)
+            self._count_queued(-self._queued_rows)
+            self._queue.clear()
 
     def _enqueue(self, rows: Sequence[SessionRow], *, alone: bool) -> _Entry:
         if self._closing:
@@ -168,14 +183,11 @@ class BatchWriter:
         # bounded by M3W_BATCH_MAX_ITEMS), rather than never.
         if self._queued_rows and self._queued_rows + len(rows) > self._max_queued:
             raise QueueFull("too many sessions waiting to be stored; retry shortly")
-        entry = _Entry(
-            [_Waiter(row) for row in rows], time.monotonic() + self._answer_within, alone
-        )
+        now = time.monotonic()
+        entry = _Entry([_Waiter(row) for row in rows], now + self._answer_within, alone, now)
         self._queue.append(entry)
         self._count_queued(len(rows))
-        self._queued_or_closing.set()
-        if alone or self._queued_rows >= self._max_rows:
-            self._batch_full.set()
+        self._kick()
         return entry
 
     def _give_up(self, entry: _Entry) -> None:
@@ -188,41 +200,44 @@ class BatchWriter:
         except ValueError:
             return  # taken into a commit already
         self._count_queued(-len(entry.waiters))
+        self._note_if_idle()
 
     def _count_queued(self, rows: int) -> None:
-        self._queued_rows += rows
-        metrics.QUEUE_DEPTH.inc(rows)
+        if rows:
+            self._queued_rows += rows
+            metrics.QUEUE_DEPTH.inc(rows)
 
-    async def _flush_forever(self) -> None:
-        while self._queue or not self._closing:
-            if not self._queue:
-                self._queued_or_closing.clear()
-                await self._queued_or_closing.wait()
-                continue
-            if (
-                not self._queue[0].alone
-                and self._queued_rows < self._max_rows
-                and self._window > 0
-                and not self._closing
-            ):
-                await self._wait_for_more_rows()
-            await self._commit_slots.acquire()
-            entries = self._take()
-            if not entries:  # every request gave up meanwhile
-                self._commit_slots.release()
-                continue
-            deadline = min(entry.deadline for entry in entries)
-            sessions = _merge([w for entry in entries for w in entry.waiters])
-            task = asyncio.get_running_loop().create_task(self._commit(sessions, deadline))
-            self._commits[task] = sessions
-            task.add_done_callback(self._commit_finished)
-        if self._commits:
-            await asyncio.gather(*self._commits, return_exceptions=True)
+    def _kick(self) -> None:
+        """Start commits for what is queued, as far as the slots and the policy allow."""
+        while self._queue and len(self._commits) < self._max_commits:
+            if self._commits and not self._closing and not self._another_now():
+                self._arm_window()
+                return
+            self._start_commit(self._take())
+
+    def _another_now(self) -> bool:
+        """With a commit in flight, whether the queue should not wait for it to end: a full
+        batch, a batch request, or rows that have waited the whole window."""
+        head = self._queue[0]
+        return (
+            head.alone
+            or self._queued_rows >= self._max_rows
+            or time.monotonic() - head.queued_at >= self._window
+        )
+
+    def _arm_window(self) -> None:
+        if self._window_timer is None:
+            wait = self._queue[0].queued_at + self._window - time.monotonic()
+            self._window_timer = asyncio.get_running_loop().call_later(
+                max(0.0, wait), self._window_ended
+            )
+
+    def _window_ended(self) -> None:
+        self._window_timer = None
+        self._kick()
 
     def _take(self) -> list[_Entry]:
         """The next commit's entries: a batch request alone, or up to max_rows singles."""
-        if not self._queue:
-            return []
         if self._queue[0].alone:
             taken = [self._queue.popleft()]
         else:
@@ -230,23 +245,38 @@ class BatchWriter:
             while self._queue and not self._queue[0].alone and len(taken) < self._max_rows:
                 taken.append(self._queue.popleft())
         self._count_queued(-sum(len(entry.waiters) for entry in taken))
+        if not self._queue and self._window_timer is not None:
+            self._window_timer.cancel()
+            self._window_timer = None
         return taken
+
+    def _start_commit(self, entries: list[_Entry]) -> None:
+        deadline = min(entry.deadline for entry in entries)
+        sessions = _merge([w for entry in entries for w in entry.waiters])
+        # Sent to a database thread now, not when the task first runs.
+        call = self._store.start_upsert([s.row for s in sessions], deadline)
+        task = asyncio.get_running_loop().create_task(self._commit(sessions, deadline, call))
+        self._commits[task] = sessions
+        task.add_done_callback(self._commit_finished)
 
     def _commit_finished(self, task: asyncio.Task[None]) -> None:
         self._commits.pop(task, None)
-        self._commit_slots.release()
+        self._kick()  # whatever queued meanwhile goes now, in one commit
+        self._note_if_idle()
 
-    async def _wait_for_more_rows(self) -> None:
-        self._batch_full.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._batch_full.wait(), self._window)
+    def _note_if_idle(self) -> None:
+        if self._idle is not None and not self._queue and not self._commits:
+            self._idle.set()
 
-    async def _commit(self, sessions: list[_Session], deadline: float) -> None:
+    async def _commit(
+        self, sessions: list[_Session], deadline: float, call: asyncio.Future[int] | None = None
+    ) -> None:
         """Write the sessions in one transaction; on a row the database refuses, split the
         batch in halves until that row is alone, so its neighbours still commit. Each
         failure is counted once in database_errors_total: a refused row when it is isolated,
         not at every split on the way."""
-        call = self._store.start_upsert([s.row for s in sessions], deadline)
+        if call is None:
+            call = self._store.start_upsert([s.row for s in sessions], deadline)
         began = time.perf_counter()
         try:
             await asyncio.wait_for(asyncio.shield(call), max(0.0, deadline - time.monotonic()))
@@ -283,20 +313,26 @@ class BatchWriter:
             return
         metrics.COMMIT_DURATION.observe(time.perf_counter() - began)
         metrics.BATCH_SIZE.observe(len(sessions))
-        acknowledged = sum(waiter.succeed() for s in sessions for waiter in s.waiters)
-        metrics.SESSIONS_INGESTED.inc(acknowledged)
+        acknowledged: dict[str, int] = {}
+        for session in sessions:
+            tenant = session.row.tenant.slug if session.row.tenant else ""
+            for waiter in session.waiters:
+                if waiter.succeed():
+                    acknowledged[tenant] = acknowledged.get(tenant, 0) + 1
+        for tenant, count in acknowledged.items():
+            metrics.SESSIONS_INGESTED.labels(tenant).inc(count)
 
 
 def _merge(waiters: list[_Waiter]) -> list[_Session]:
-    """One row per session id, the newest summary winning (a multi-row upsert cannot touch
-    one row twice), sorted by id so concurrent transactions lock rows in the same order and
-    cannot deadlock."""
-    sessions: dict[str, _Session] = {}
+    """One row per session (tenant and id), the newest summary winning (a multi-row upsert
+    cannot touch one row twice), sorted so that concurrent transactions lock rows in the
+    same order and cannot deadlock."""
+    sessions: dict[tuple[int, str], _Session] = {}
     for waiter in waiters:
         row = waiter.row
-        seen = sessions.get(row.session_id)
+        seen = sessions.get(row.identity)
         if seen is None:
-            sessions[row.session_id] = _Session(row, [waiter])
+            sessions[row.identity] = _Session(row, [waiter])
             continue
         seen.waiters.append(waiter)
         if row.timestamp >= seen.row.timestamp:  # same as the upsert: the later one wins ties

@@ -14,6 +14,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from service.config import DatabaseUrl, parse_database_url
+from service.keys import Tenant
 from service.migrations import dbmate
 from tests.servers import RunningServer, free_port
 
@@ -96,6 +97,12 @@ class Database:
 
     def count(self) -> int:
         return self.query("SELECT count(*) AS n FROM sessions")[0]["n"]
+
+    def tenant(self, slug: str = "default") -> Tenant:
+        """A tenant by slug (`default`, created by the migrations, owns M3W_API_KEY's rows)."""
+        rows = self.query("SELECT id, slug FROM tenants WHERE slug = %s", slug)
+        assert rows, f"no tenant {slug!r}"
+        return Tenant(rows[0]["id"], rows[0]["slug"])
 
     def clear(self) -> None:
         with psycopg.connect(self.url.libpq, autocommit=True) as conn:

@@ -22,15 +22,33 @@ T = TypeVar("T")
 SIGNAL_TIMEOUT = 30
 
 
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$", re.MULTILINE)
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def _summed(scrape: str, name: str) -> float | None:
+    """The sum of the samples of `name` (`metric` or `metric{label="value",...}`) that have
+    at least the labels given, whatever their other labels (e.g. every tenant); None when
+    no sample matches."""
+    wanted_name, _, wanted_labels = name.partition("{")
+    wanted = dict(_LABEL.findall(wanted_labels))
+    values = [
+        float(value)
+        for sample_name, labels, value in _SAMPLE.findall(scrape)
+        if sample_name == wanted_name and wanted.items() <= dict(_LABEL.findall(labels)).items()
+    ]
+    return sum(values) if values else None
+
+
 def metric(scrape: str, name: str) -> float:
-    match = re.search(rf"^{re.escape(name)} (\S+)$", scrape, re.MULTILINE)
-    assert match, f"{name} not in /metrics"
-    return float(match.group(1))
+    value = _summed(scrape, name)
+    assert value is not None, f"{name} not in /metrics"
+    return value
 
 
 def metric_or_zero(scrape: str, name: str) -> float:
-    match = re.search(rf"^{re.escape(name)} (\S+)$", scrape, re.MULTILINE)
-    return float(match.group(1)) if match else 0.0
+    value = _summed(scrape, name)
+    return 0.0 if value is None else value
 
 
 def scrape(url: str) -> str:

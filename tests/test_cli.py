@@ -178,8 +178,8 @@ def test_a_data_dir_that_trusted_everyone_gets_passwords_at_next_start(tmp_path)
         dbmate(url, "up")
         with psycopg.connect(f"{trusted}/media3watch") as conn:
             conn.execute(
-                "INSERT INTO sessions (session_id, timestamp, ended_at, payload) "
-                "VALUES ('from-before', 1, now(), '{}')"
+                "INSERT INTO sessions (tenant_id, session_id, timestamp, ended_at, payload) "
+                "SELECT id, 'from-before', 1, now(), '{}' FROM tenants WHERE slug = 'default'"
             )
     finally:
         old.stop()

@@ -43,7 +43,7 @@ def test_concurrent_upserts_of_one_session_keep_the_newest(server, db, held, pos
     try:
         with ThreadPoolExecutor(1) as pool:
             with queries.transaction():
-                row = to_row(validate_summary(mine), json.dumps(mine))
+                row = to_row(validate_summary(mine), json.dumps(mine)).for_tenant(db.tenant())
                 assert queries.upsert_sessions(rows=f"[{row.json}]") == 1
                 answer = pool.submit(post, server, theirs)
                 wait_for_commits_blocked(db.url)  # the server's upsert waits for this one

@@ -117,9 +117,13 @@ def test_no_login_role_has_any_power_beyond_its_group(roles):
 # Who may do what: (role, statement, allowed). A refused statement must fail with
 # "insufficient privilege" (42501) or, for Grafana's writes, "read-only transaction" (25006).
 SESSION_INSERT = (
-    "INSERT INTO sessions (session_id, timestamp, ended_at, payload) "
-    "VALUES ('role-test', 1771149600000, now(), '{}') "
-    "ON CONFLICT (session_id) DO UPDATE SET timestamp = EXCLUDED.timestamp"
+    "INSERT INTO sessions (tenant_id, session_id, timestamp, ended_at, payload) "
+    "SELECT id, 'role-test', 1771149600000, now(), '{}' FROM tenants WHERE slug = 'default' "
+    "ON CONFLICT (tenant_id, session_id) DO UPDATE SET timestamp = EXCLUDED.timestamp"
+)
+KEY_INSERT = (
+    "INSERT INTO api_keys (tenant_id, name, prefix, key_hash) "
+    "SELECT id, 'intruder', 'm3w_x', sha256('x') FROM tenants WHERE slug = 'default'"
 )
 PRIVILEGES = [
     ("service", SESSION_INSERT, True),
@@ -139,6 +143,14 @@ PRIVILEGES = [
     ("service", "SELECT pg_read_file('/etc/passwd')", False),
     ("service", "CREATE ROLE intruder SUPERUSER", False),
     ("service", "SET ROLE m3w_owner", False),
+    # API keys: the service looks them up and records their use; only the owner (`m3w keys`)
+    # creates or revokes one.
+    ("service", "SELECT count(*) FROM tenants JOIN api_keys ON tenant_id = tenants.id", True),
+    ("service", "UPDATE api_keys SET last_used_at = now()", True),
+    ("service", "UPDATE api_keys SET revoked_at = NULL", False),
+    ("service", KEY_INSERT, False),
+    ("service", "INSERT INTO tenants (slug, name) VALUES ('intruder', 'x')", False),
+    ("service", "DELETE FROM api_keys", False),
     ("grafana", "SELECT count(*) FROM sessions", True),
     ("grafana", "SELECT count(*) FROM qoe_hourly", True),
     ("grafana", "SELECT count(*) FROM qoe_daily_breakdown", True),
@@ -151,6 +163,9 @@ PRIVILEGES = [
     ("grafana", "COPY (SELECT 1) TO PROGRAM 'id'", False),
     ("grafana", "SELECT pg_read_file('/etc/passwd')", False),
     ("grafana", "SET ROLE m3w_service", False),
+    ("grafana", "SELECT slug, name FROM tenants", True),
+    ("grafana", "SELECT key_hash FROM api_keys", False),
+    ("owner", KEY_INSERT, True),
     ("owner", "CREATE TABLE owner_may (id int)", True),
     ("owner", "COPY (SELECT 1) TO PROGRAM 'id'", False),
     ("owner", "CREATE ROLE intruder", False),
@@ -256,8 +271,8 @@ def test_a_database_migrated_before_the_roles_is_adopted_by_the_owner(postgres_s
     dbmate(admin, "up")
     query(
         admin,
-        "INSERT INTO sessions (session_id, timestamp, ended_at, payload) "
-        "VALUES ('old', 1, now(), '{}')",
+        "INSERT INTO sessions (tenant_id, session_id, timestamp, ended_at, payload) "
+        "SELECT id, 'old', 1, now(), '{}' FROM tenants WHERE slug = 'default'",
     )
     init_roles(admin, **PASSWORDS)
     roles = roles_on(admin)
