@@ -121,6 +121,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     api_key = env.get("M3W_API_KEY", DEFAULT_API_KEY)
     if not api_key.strip():
         raise ConfigError("M3W_API_KEY is empty: set it to the key your apps send in X-API-Key")
+    if api_key != api_key.strip():
+        # A header value loses its surrounding whitespace (RFC 9110): no request could match.
+        raise ConfigError("M3W_API_KEY starts or ends with whitespace: remove it")
     return Settings(
         api_key=api_key,
         database_url=parse_database_url(env),

@@ -112,7 +112,8 @@ def build_document(settings: Settings) -> dict[str, Any]:
                     "requestBody": session_body,
                     "responses": {
                         "200": _json_response("Valid", "Valid"),
-                        **_errors(400, 401, 408, 413, 415),
+                        # 503: an API key not cached and PostgreSQL unreachable to look it up.
+                        **_errors(400, 401, 408, 413, 415, 503),
                     },
                 }
             },

@@ -174,6 +174,8 @@ BAD_SETTINGS = [
     ({"M3W_MAX_BODY_BYTES": "-1"}, "M3W_MAX_BODY_BYTES"),
     ({"M3W_DB_POOL_SIZE": "many"}, "M3W_DB_POOL_SIZE"),
     ({"M3W_API_KEY": "  "}, "M3W_API_KEY"),
+    ({"M3W_API_KEY": "secret "}, "M3W_API_KEY"),
+    ({"M3W_API_KEY": "\tsecret"}, "M3W_API_KEY"),
     ({"DATABASE_URL": "mysql://db/qoe"}, "DATABASE_URL"),
     ({"DATABASE_URL": "postgres:///qoe"}, "DATABASE_URL"),
     ({"DATABASE_URL": "postgres://db"}, "DATABASE_URL"),
