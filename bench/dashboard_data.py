@@ -149,16 +149,25 @@ class SessionFactory:
             yield self.row(index)
 
 
+def default_tenant(conn: psycopg.Connection) -> int | None:
+    """The tenant bench sessions belong to (migration *_add_tenants_and_api_keys), or None
+    on a database from before tenants."""
+    if conn.execute("SELECT to_regclass('tenants')").fetchone()[0] is None:
+        return None
+    return conn.execute("SELECT id FROM tenants WHERE slug = 'default'").fetchone()[0]
+
+
 def copy_sessions(
     conn: psycopg.Connection, count: int, seed: int, now: datetime, chunk: int = 200_000
 ) -> None:
     """COPY `count` sessions, one statement per chunk (the rollup triggers see each chunk)."""
     factory = SessionFactory(seed, now, count=count)
-    names = ", ".join(f'"{c}"' for c in COLUMNS)
+    tenant = default_tenant(conn)
+    names = ", ".join(f'"{c}"' for c in (COLUMNS if tenant is None else ("tenant_id", *COLUMNS)))
     for start in range(0, count, chunk):
         with conn.transaction(), conn.cursor().copy(f"COPY sessions ({names}) FROM STDIN") as copy:
             for row in factory.rows(start, min(chunk, count - start)):
-                copy.write_row(row)
+                copy.write_row(row if tenant is None else (tenant, *row))
 
 
 def utc_now() -> datetime:

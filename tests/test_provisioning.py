@@ -35,8 +35,8 @@ INDEXED_TIME_COLUMNS = {"ended_at", "s.ended_at", "started_at", "hour", "day"}
 PANELS_WITHOUT_DIMENSIONS = {"m3w-session-explorer/Session columns", "m3w-session-explorer/Payload"}
 # What the backend exports at GET /metrics (the throughput issue), with its labels.
 BACKEND_METRICS = {
-    "sessions_ingested_total": set(),
-    "sessions_rejected_total": {"reason"},
+    "sessions_ingested_total": {"tenant"},
+    "sessions_rejected_total": {"reason", "tenant"},
     "http_request_duration_seconds": {"route", "method", "status"},
     "ingest_batch_size": set(),
     "ingest_commit_duration_seconds": set(),
