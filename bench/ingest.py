@@ -10,6 +10,9 @@ run so that the ratios compare like with like:
   - the capacity: the highest offered open-loop rate at which p99 stays <= 50 ms with no
     error, durable against validate-only;
   - rows in PostgreSQL against 2xx answers for every durable run (none may be missing);
+  - per-tenant keys against M3W_API_KEY (issue 7): validate-only and durable throughput
+    at 32 and 256 connections with a stored `m3w_` key (cache hits) and with the env key,
+    alternated round by round, and the change of the durable/validate ratio (<= 5% drop);
   - RSS of each worker before and after.
 
 The machine is shared and noisy: compare the ratios of one run, and the load average
@@ -36,8 +39,10 @@ import psycopg
 
 from service.config import DatabaseUrl
 from service.embedded_db import EmbeddedPostgres
+from service.keys import DEFAULT_TENANT
 from service.migrations import dbmate
 from tests.servers import RunningServer, free_port
+from tests.tenancy import new_key, new_tenant
 
 LUA = Path(__file__).resolve().parent / "sessions.lua"
 API_KEY = "bench-key"
@@ -55,6 +60,10 @@ TARGET_RSS_MB = 100.0
 # An open-loop run that could not send what it offered (every connection waiting for an
 # answer) is not a pass: wrk would have hidden the queueing from the latencies.
 DELIVERED_SHARE = 0.97
+# Issue 7: a stored key (hash + per-worker cache) may not cost the durable/validate ratio
+# more than 5% of what it is with M3W_API_KEY, compared at these connection counts.
+KEY_COMPARE_CONNECTIONS = (32, 256)
+KEY_RATIO_MAX_DROP = 0.05
 
 
 @dataclass
@@ -97,6 +106,9 @@ class Bench:
     threads: int
     stored_runs: list[tuple[str, int, int]]
     postmaster_pid: int | None = None
+    # The stored key of the tenant `bench-...` (made with `m3w keys create`), and that slug.
+    tenant_key: str = ""
+    tenant: str = ""
     # CPU time per answered request of the latest run, in ms: (workers, PostgreSQL).
     cpu_ms: tuple[float, float] = (0.0, 0.0)
 
@@ -111,14 +123,16 @@ class Bench:
         connections: int,
         rate: int | None = None,
         name: str = "",
+        tenant_key: bool = False,
     ) -> WrkResult:
-        """One wrk run; durable runs are checked: rows in PostgreSQL against 2xx answers."""
+        """One wrk run, with M3W_API_KEY or (`tenant_key`) the bench tenant's stored key;
+        durable runs are checked: rows of the key's tenant in PostgreSQL against 2xx answers."""
         threads = min(self.threads, connections)
         run = f"{name or 'run'}-{uuid.uuid4().hex[:6]}"
         env = {
             **os.environ,
             "M3W_BENCH_PATH": path,
-            "M3W_BENCH_KEY": API_KEY,
+            "M3W_BENCH_KEY": self.tenant_key if tenant_key else API_KEY,
             "M3W_BENCH_RUN": run,
         }
         if rate is not None:
@@ -147,7 +161,8 @@ class Bench:
         )
         result.cpu_ms = self.cpu_ms
         if path == DURABLE and name:
-            self.stored_runs.append((name, result.acknowledged, rows_of_run(self.url, run)))
+            tenant = self.tenant if tenant_key else DEFAULT_TENANT
+            self.stored_runs.append((name, result.acknowledged, rows_of_run(self.url, run, tenant)))
         return result
 
 
@@ -161,6 +176,15 @@ def main() -> int:
     )
     parser.add_argument(
         "--no-capacity", action="store_true", help="skip the capacity search (quicker)"
+    )
+    parser.add_argument(
+        "--key-rounds",
+        type=int,
+        default=4,
+        help="rounds of the per-tenant key vs M3W_API_KEY comparison (0 skips it)",
+    )
+    parser.add_argument(
+        "--key-duration", type=int, default=3, help="seconds per run of that comparison"
     )
     args = parser.parse_args()
 
@@ -275,10 +299,13 @@ def fsync_ms(directory: Path, count: int = 200) -> tuple[float, float]:
     return 1000 * times[count // 2], 1000 * times[count * 99 // 100]
 
 
-def rows_of_run(url: DatabaseUrl, run: str) -> int:
+def rows_of_run(url: DatabaseUrl, run: str, tenant: str) -> int:
+    """Rows of this run stored under `tenant` (the one of the key that sent them)."""
     with psycopg.connect(url.libpq) as conn:
         return conn.execute(
-            "SELECT count(*) FROM sessions WHERE session_id LIKE %s", (run + "-%",)
+            "SELECT count(*) FROM sessions JOIN tenants ON tenants.id = sessions.tenant_id "
+            "WHERE tenants.slug = %s AND session_id LIKE %s",
+            (tenant, run + "-%"),
         ).fetchone()[0]
 
 
@@ -290,8 +317,12 @@ def open_loop_connections(rate: int) -> int:
 
 def run_all(url: DatabaseUrl, scratch: Path, args: argparse.Namespace, postmaster: int) -> dict:
     report: dict = {}
+    # Made as users make them (the `m3w` CLI), before the service starts: its workers then
+    # find the key with one query each and serve it from their caches.
+    tenant = new_tenant(url, "bench")
+    tenant_key = new_key(url, tenant, "--name", "bench")
     server = start_server(url, args.workers, scratch / "server.log")
-    bench = Bench(server, url, args.threads, [], postmaster)
+    bench = Bench(server, url, args.threads, [], postmaster, tenant_key=tenant_key, tenant=tenant)
     report["stored_runs"] = bench.stored_runs
     try:
         report["rss_before"] = worker_rss_mb(server)
@@ -305,6 +336,8 @@ def run_all(url: DatabaseUrl, scratch: Path, args: argparse.Namespace, postmaste
                 DURABLE, duration=args.duration, connections=connections, name=f"c{connections}"
             )
             report["closed"][connections] = (validate, durable)
+        if args.key_rounds > 0:
+            report["keys"] = compare_keys(bench, args.key_duration, args.key_rounds)
         for rate in (LIGHT_RATE, BUSY_RATE):
             print(f"open loop, {rate:,} sessions/s offered ...", flush=True)
             report[f"paced{rate}"] = bench.wrk(
@@ -324,6 +357,59 @@ def run_all(url: DatabaseUrl, scratch: Path, args: argparse.Namespace, postmaste
         server.terminate()
     report["missing"] = sum(max(0, acked - rows) for _, acked, rows in bench.stored_runs)
     return report
+
+
+KeyRuns = dict[int, dict[bool, list[tuple[WrkResult, WrkResult]]]]
+
+
+def compare_keys(bench: Bench, duration: int, rounds: int) -> KeyRuns:
+    """Closed-loop validate-only and durable runs with M3W_API_KEY and with the stored
+    key, at each of KEY_COMPARE_CONNECTIONS: connections -> tenant_key? -> [(validate,
+    durable) per round]. The two keys take turns, and the one that goes first swaps each
+    round (ABBA), so that a machine getting busier or quieter meanwhile favours neither."""
+    # The stored key's first request on each worker is a cache miss: make it here. After
+    # that, one lookup per worker every M3W_KEY_CACHE_SECONDS (30 s), as when deployed.
+    bench.wrk(DURABLE, duration=1, connections=32, name="keywarm", tenant_key=True)
+    runs: KeyRuns = {c: {False: [], True: []} for c in KEY_COMPARE_CONNECTIONS}
+    for round_ in range(rounds):
+        order = (False, True) if round_ % 2 == 0 else (True, False)
+        for connections in KEY_COMPARE_CONNECTIONS:
+            print(
+                f"per-tenant key vs M3W_API_KEY, {connections} connections, "
+                f"round {round_ + 1}/{rounds} ...",
+                flush=True,
+            )
+            for stored in order:
+                label = f"k{connections}{'t' if stored else 'e'}{round_ + 1}"
+                validate = bench.wrk(
+                    VALIDATE, duration=duration, connections=connections, tenant_key=stored
+                )
+                durable = bench.wrk(
+                    DURABLE,
+                    duration=duration,
+                    connections=connections,
+                    name=label,
+                    tenant_key=stored,
+                )
+                runs[connections][stored].append((validate, durable))
+    return runs
+
+
+def throughput(results: list[WrkResult]) -> float:
+    """2xx answers per second over several runs together."""
+    return sum(r.acknowledged for r in results) / (sum(r.duration_us for r in results) / 1e6)
+
+
+def key_ratio(pairs: list[tuple[WrkResult, WrkResult]]) -> float:
+    """Durable / validate-only throughput over all rounds of one key."""
+    return throughput([d for _, d in pairs]) / throughput([v for v, _ in pairs])
+
+
+def service_cpu_ms(results: list[WrkResult]) -> float:
+    """The service's CPU time per request over several runs: what a key's lookup costs
+    shows here even when other work on the machine moves the throughput."""
+    requests = sum(max(1, r.requests) for r in results)
+    return sum(r.cpu_ms[0] * max(1, r.requests) for r in results) / requests
 
 
 def capacity(bench: Bench, path: str, ceiling: float, step: float) -> tuple[int, list]:
@@ -420,6 +506,9 @@ def print_report(report: dict, args: argparse.Namespace) -> int:
         "  (CPU ms/req: validate -> durable, for the service's processes and PostgreSQL's;"
         " wrk's own not counted)"
     )
+    if "keys" in report:
+        print()
+        print_key_comparison(report["keys"], args, check)
     print()
     print("Open loop, durable (requests sent on a clock)")
     light, busy = report[f"paced{LIGHT_RATE}"], report[f"paced{BUSY_RATE}"]
@@ -465,6 +554,54 @@ def print_report(report: dict, args: argparse.Namespace) -> int:
     # a missing row is a defect whatever the load.
     print(f"targets: {'all met' if not failed else 'some not met (FAIL above)'}")
     return 1 if report["missing"] else 0
+
+
+def print_key_comparison(
+    runs: KeyRuns, args: argparse.Namespace, check: Callable[[bool], str]
+) -> None:
+    rounds = args.key_rounds
+    print(
+        f"Per-tenant key (stored m3w_ key, cache hits) vs M3W_API_KEY: closed loop, "
+        f"{rounds} round(s) of {args.key_duration}s per key and endpoint, keys alternated"
+    )
+    print(
+        f"  {'conns':>5}  {'key':<11}  {'validate/s':>10}  {'durable/s':>10}  {'ratio':>5}  "
+        f"{'p50 ms':>7}  {'p99 ms':>7}  {'svc CPU ms/req v, d':>19}  ratio per round"
+    )
+    for connections, by_key in runs.items():
+        for stored in (False, True):
+            pairs = by_key[stored]
+            validate = throughput([v for v, _ in pairs])
+            durable = throughput([d for _, d in pairs])
+            p50 = sorted(d.p50_ms for _, d in pairs)[len(pairs) // 2]
+            p99 = max(d.p99_ms for _, d in pairs)
+            per_round = ", ".join(f"{d.per_second / v.per_second:.2f}" for v, d in pairs)
+            cpu = (
+                f"{service_cpu_ms([v for v, _ in pairs]):.2f}, "
+                f"{service_cpu_ms([d for _, d in pairs]):.2f}"
+            )
+            print(
+                f"  {connections:>5}  {'tenant key' if stored else 'M3W_API_KEY':<11}  "
+                f"{validate:>10,.0f}  {durable:>10,.0f}  {durable / validate:>5.2f}  "
+                f"{p50:>7.2f}  {p99:>7.2f}  {cpu:>19}  {per_round}"
+            )
+        env_ratio, tenant_ratio = key_ratio(by_key[False]), key_ratio(by_key[True])
+        change = tenant_ratio / env_ratio - 1
+        changes = sorted(
+            (d_t.per_second / v_t.per_second) / (d_e.per_second / v_e.per_second) - 1
+            for (v_e, d_e), (v_t, d_t) in zip(by_key[False], by_key[True], strict=True)
+        )
+        median = (changes[(len(changes) - 1) // 2] + changes[len(changes) // 2]) / 2
+        print(
+            f"  {connections:>5}  ratio with the tenant key vs M3W_API_KEY: {change:+.1%} "
+            f"(drop <= {KEY_RATIO_MAX_DROP:.0%}) {check(change >= -KEY_RATIO_MAX_DROP)}; "
+            f"per round {', '.join(f'{c:+.0%}' for c in changes)} (median {median:+.1%})"
+        )
+    print(
+        "  (ratio: all rounds' 2xx over all rounds' seconds; p50: median round, p99: worst"
+        " round, of the durable runs; svc CPU: the service's processes per validate-only and"
+        " per durable request; the spread of the rounds is the machine's noise)"
+    )
 
 
 def fmt_mb(sizes: list[float]) -> str:
