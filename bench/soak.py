@@ -14,10 +14,9 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 
-from bench.ingest import WrkResult, ensure_wrk, rows_of_run, start_server, worker_rss_mb, wrk
+from bench.ingest import DURABLE, Bench, WrkResult, ensure_wrk, start_server, worker_rss_mb
 from service.embedded_db import EmbeddedPostgres
 from service.migrations import dbmate
 from tests.servers import free_port
@@ -51,11 +50,17 @@ def main() -> int:
 def soak(server, url, args: argparse.Namespace) -> bool:
     duration = int(args.minutes * 60)
     warmup = min(60.0, duration / 10)
-    run = f"soak{uuid.uuid4().hex[:6]}"
+    bench = Bench(server, url, args.threads, stored_runs=[])
     result: list[WrkResult] = []
     load = threading.Thread(
         target=lambda: result.append(
-            wrk(server, args, path="/v1/sessions", duration=duration, rate=args.rate, run=run)
+            bench.wrk(
+                DURABLE,
+                duration=duration,
+                connections=args.connections,
+                rate=args.rate,
+                name="soak",  # counts this run's rows against its 2xx answers
+            )
         ),
         daemon=True,
     )
@@ -79,7 +84,7 @@ def soak(server, url, args: argparse.Namespace) -> bool:
         print("wrk failed: no result")
         return False
     stats = result[0]
-    rows = rows_of_run(url, run)
+    _, _, rows = bench.stored_runs[-1]
     missing = max(0, stats.acknowledged - rows)
     growth = [(end - start) / start for start, end in zip(baseline or latest, latest, strict=False)]
     flat = bool(growth) and all(g <= FLAT_WITHIN for g in growth)

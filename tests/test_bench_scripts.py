@@ -1,0 +1,24 @@
+"""The benchmark scripts are not run in `make test` (they take minutes and print figures), but
+they must keep up with the code they drive: each one imports and answers --help."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.servers import REPO
+
+
+@pytest.mark.parametrize("module", ["ingest", "soak", "fuzz", "dashboards", "profile"])
+def test_bench_script_starts(module):
+    done = subprocess.run(
+        [sys.executable, "-m", f"bench.{module}", "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "usage:" in done.stdout
