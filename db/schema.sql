@@ -23,10 +23,54 @@ CREATE FUNCTION public.clear_qoe_rollups() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
 BEGIN
-    TRUNCATE qoe_hourly_rollup, qoe_daily_breakdown_rollup, qoe_rollup_dirty_hours;
+    TRUNCATE qoe_hourly_rollup, qoe_hourly_breakdown_rollup, qoe_daily_breakdown_rollup,
+             qoe_rollup_dirty_hours;
     RETURN NULL;
 END
 $$;
+
+
+--
+-- Name: grant_tenant_read(text, text); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.grant_tenant_read(slug text, password_verifier text) RETURNS name
+    LANGUAGE plpgsql
+    AS $_$
+DECLARE
+    tenant integer;
+    role name;
+BEGIN
+    SELECT t.id INTO tenant FROM tenants AS t WHERE t.slug = grant_tenant_read.slug;
+    IF tenant IS NULL THEN
+        RAISE EXCEPTION 'no tenant %', slug USING ERRCODE = 'no_data_found';
+    END IF;
+    IF password_verifier NOT LIKE 'SCRAM-SHA-256$%' THEN
+        RAISE EXCEPTION 'the password must be a SCRAM-SHA-256 verifier';
+    END IF;
+    role := 'm3w_read_' || replace(slug, '-', '_');
+    IF EXISTS (SELECT FROM pg_roles WHERE rolname = role)
+       AND NOT EXISTS (SELECT FROM tenant_read_roles AS m WHERE m.role_name = role) THEN
+        -- not ours: never turn an unrelated role into a tenant reader
+        RAISE EXCEPTION 'role % exists and is not a tenant read role', role;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = role) THEN
+        EXECUTE format('CREATE ROLE %I', role);
+    END IF;
+    EXECUTE format('ALTER ROLE %I LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION '
+                   'NOBYPASSRLS NOINHERIT PASSWORD %L', role, password_verifier);
+    EXECUTE format('ALTER ROLE %I SET default_transaction_read_only = on', role);
+    INSERT INTO tenant_read_roles (role_name, tenant_id) VALUES (role, tenant)
+    ON CONFLICT (role_name) DO UPDATE SET tenant_id = EXCLUDED.tenant_id;
+    EXECUTE format('GRANT CONNECT ON DATABASE %I TO %I', current_database(), role);
+    EXECUTE format('GRANT USAGE ON SCHEMA public TO %I', role);
+    EXECUTE format('GRANT SELECT ON sessions, tenants, qoe_hourly_rollup, '
+                   'qoe_hourly_breakdown_rollup, qoe_daily_breakdown_rollup, '
+                   'qoe_rollup_dirty_hours, qoe_session_facts, qoe_hourly, '
+                   'qoe_daily_breakdown TO %I', role);
+    RETURN role;
+END
+$_$;
 
 
 --
@@ -54,6 +98,144 @@ END
 $$;
 
 
+--
+-- Name: qoe_add_hours_to_days(timestamp with time zone[], integer); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.qoe_add_hours_to_days(hours timestamp with time zone[], sign integer) RETURNS void
+    LANGUAGE sql
+    AS $$
+    INSERT INTO qoe_daily_breakdown_rollup AS d
+    SELECT date_trunc('day', r.hour, 'UTC'), r.dimension, r.value, r.app_name, r.app_version,
+           r.stream_type, r.device_os, sign * sum(r.sessions), sign * sum(r.failed_sessions),
+           sign * sum(r.started_sessions), sign * sum(r.rebuffer_ms_sum),
+           sign * sum(r.watch_ms_sum), sign * sum(r.startup_histogram), r.tenant_id
+    FROM qoe_hourly_breakdown_rollup AS r
+    WHERE r.hour = ANY (hours)
+    GROUP BY 1, 2, 3, 4, 5, 6, 7, r.tenant_id
+    ON CONFLICT (dimension, day, tenant_id, app_name, app_version, stream_type, device_os, value)
+    DO UPDATE SET sessions = d.sessions + EXCLUDED.sessions,
+                  failed_sessions = d.failed_sessions + EXCLUDED.failed_sessions,
+                  started_sessions = d.started_sessions + EXCLUDED.started_sessions,
+                  rebuffer_ms_sum = d.rebuffer_ms_sum + EXCLUDED.rebuffer_ms_sum,
+                  watch_ms_sum = d.watch_ms_sum + EXCLUDED.watch_ms_sum,
+                  startup_histogram = d.startup_histogram + EXCLUDED.startup_histogram;
+    DELETE FROM qoe_daily_breakdown_rollup
+    WHERE day = ANY (ARRAY(SELECT DISTINCT date_trunc('day', h, 'UTC') FROM unnest(hours) AS h))
+      AND sessions = 0;
+$$;
+
+
+--
+-- Name: qoe_breakdown(timestamp with time zone, timestamp with time zone, text, text[], text[], text[], text[], text[]); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.qoe_breakdown(range_from timestamp with time zone, range_to timestamp with time zone, breakdown text, apps text[], versions text[], streams text[], oses text[], tenants text[] DEFAULT NULL::text[]) RETURNS TABLE(app_name text, value text, sessions bigint, startup_p95 double precision, rebuffer_pct double precision, failure_rate double precision)
+    LANGUAGE sql STABLE
+    AS $$
+    WITH dirty AS MATERIALIZED (
+        SELECT DISTINCT d.hour
+        FROM qoe_rollup_dirty_hours AS d
+        WHERE d.hour >= lower(qoe_range_hours(range_from, range_to))
+          AND d.hour < upper(qoe_range_hours(range_from, range_to))
+    )
+    SELECT a.app_name, a.value, a.sessions::bigint, m.startup_p95, m.rebuffer_pct,
+           m.failure_rate
+    FROM (
+        SELECT CASE WHEN breakdown = 'app_version' THEN p.app_name END AS app_name, p.value,
+               sum(p.sessions) AS sessions, sum(p.failed_sessions) AS failed,
+               sum(p.started_sessions) AS started, sum(p.rebuffer_ms_sum) AS rebuffer_ms,
+               sum(p.watch_ms_sum) AS watch_ms, sum(p.startup_histogram) AS histogram
+        FROM (
+            -- whole days
+            SELECT r.app_name, r.value, r.sessions, r.failed_sessions, r.started_sessions,
+                   r.rebuffer_ms_sum, r.watch_ms_sum, r.startup_histogram
+            FROM qoe_daily_breakdown_rollup AS r
+            WHERE r.dimension = qoe_breakdown_rows(breakdown, apps, versions, streams, oses)
+              AND r.day >= lower(qoe_range_days(range_from, range_to))
+              AND r.day < upper(qoe_range_days(range_from, range_to))
+              AND qoe_selected(r.app_name, apps) AND qoe_selected(r.app_version, versions)
+              AND qoe_selected(r.stream_type, streams) AND qoe_selected(r.device_os, oses)
+              AND qoe_tenant_selected(r.tenant_id, tenants)
+            UNION ALL
+            -- whole hours before and after the whole days
+            SELECT r.app_name, r.value, r.sessions, r.failed_sessions, r.started_sessions,
+                   r.rebuffer_ms_sum, r.watch_ms_sum, r.startup_histogram
+            FROM qoe_hourly_breakdown_rollup AS r
+            WHERE r.dimension = qoe_breakdown_rows(breakdown, apps, versions, streams, oses)
+              AND r.hour >= lower(qoe_range_hours(range_from, range_to))
+              AND r.hour < coalesce(lower(qoe_range_days(range_from, range_to)),
+                                    upper(qoe_range_hours(range_from, range_to)))
+              AND qoe_selected(r.app_name, apps) AND qoe_selected(r.app_version, versions)
+              AND qoe_selected(r.stream_type, streams) AND qoe_selected(r.device_os, oses)
+              AND qoe_tenant_selected(r.tenant_id, tenants)
+            UNION ALL
+            SELECT r.app_name, r.value, r.sessions, r.failed_sessions, r.started_sessions,
+                   r.rebuffer_ms_sum, r.watch_ms_sum, r.startup_histogram
+            FROM qoe_hourly_breakdown_rollup AS r
+            WHERE r.dimension = qoe_breakdown_rows(breakdown, apps, versions, streams, oses)
+              AND r.hour >= upper(qoe_range_days(range_from, range_to))
+              AND r.hour < upper(qoe_range_hours(range_from, range_to))
+              AND qoe_selected(r.app_name, apps) AND qoe_selected(r.app_version, versions)
+              AND qoe_selected(r.stream_type, streams) AND qoe_selected(r.device_os, oses)
+              AND qoe_tenant_selected(r.tenant_id, tenants)
+            UNION ALL
+            -- whole hours written since the last refresh: out with what the rollups hold ...
+            SELECT r.app_name, r.value, -r.sessions, -r.failed_sessions, -r.started_sessions,
+                   -r.rebuffer_ms_sum, -r.watch_ms_sum, -r.startup_histogram
+            FROM dirty
+            JOIN qoe_hourly_breakdown_rollup AS r
+              ON r.dimension = qoe_breakdown_rows(breakdown, apps, versions, streams, oses)
+             AND r.hour = dirty.hour
+            WHERE qoe_selected(r.app_name, apps) AND qoe_selected(r.app_version, versions)
+              AND qoe_selected(r.stream_type, streams) AND qoe_selected(r.device_os, oses)
+              AND qoe_tenant_selected(r.tenant_id, tenants)
+            UNION ALL
+            -- ... and in with what `sessions` holds
+            SELECT e.app_name, e.value, e.sessions, e.failed_sessions, e.started_sessions,
+                   e.rebuffer_ms_sum, e.watch_ms_sum, e.startup_histogram
+            FROM dirty
+            CROSS JOIN LATERAL qoe_sessions_sums(dirty.hour, dirty.hour + interval '1 hour',
+                                                 NULL, breakdown = 'app_version', breakdown,
+                                                 apps, versions, streams, oses, tenants) AS e
+            UNION ALL
+            -- the partial hours at both ends (or the whole range when it has no whole hour)
+            SELECT e.app_name, e.value, e.sessions, e.failed_sessions, e.started_sessions,
+                   e.rebuffer_ms_sum, e.watch_ms_sum, e.startup_histogram
+            FROM qoe_sessions_sums(range_from,
+                                   coalesce(lower(qoe_range_hours(range_from, range_to)),
+                                            range_to + interval '1 microsecond'),
+                                   NULL, breakdown = 'app_version', breakdown,
+                                   apps, versions, streams, oses, tenants) AS e
+            UNION ALL
+            SELECT e.app_name, e.value, e.sessions, e.failed_sessions, e.started_sessions,
+                   e.rebuffer_ms_sum, e.watch_ms_sum, e.startup_histogram
+            FROM qoe_sessions_sums(upper(qoe_range_hours(range_from, range_to)),
+                                   range_to + interval '1 microsecond',
+                                   NULL, breakdown = 'app_version', breakdown,
+                                   apps, versions, streams, oses, tenants) AS e
+        ) AS p
+        GROUP BY 1, 2
+        HAVING sum(p.sessions) > 0
+    ) AS a
+    CROSS JOIN LATERAL qoe_metrics(a.sessions, a.failed, a.started, a.rebuffer_ms, a.watch_ms,
+                                   a.histogram) AS m
+$$;
+
+
+--
+-- Name: qoe_breakdown_rows(text, text[], text[], text[], text[]); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.qoe_breakdown_rows(breakdown text, apps text[], versions text[], streams text[], oses text[]) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT CASE WHEN '*' = ANY (apps) AND '*' = ANY (versions) AND '*' = ANY (streams)
+                     AND '*' = ANY (oses)
+                THEN breakdown || ' total' ELSE breakdown END
+$$;
+
+
 SET default_tablespace = '';
 
 SET default_table_access_method = heap;
@@ -75,7 +257,8 @@ CREATE TABLE public.qoe_daily_breakdown_rollup (
     started_sessions bigint NOT NULL,
     rebuffer_ms_sum bigint NOT NULL,
     watch_ms_sum bigint NOT NULL,
-    startup_histogram numeric NOT NULL
+    startup_histogram numeric NOT NULL,
+    tenant_id integer NOT NULL
 );
 
 
@@ -86,35 +269,56 @@ CREATE TABLE public.qoe_daily_breakdown_rollup (
 CREATE FUNCTION public.qoe_daily_breakdown_aggregate(days timestamp with time zone[], breakdown text) RETURNS SETOF public.qoe_daily_breakdown_rollup
     LANGUAGE sql STABLE PARALLEL SAFE
     AS $$
-    SELECT day, breakdown, value, app_name, app_version, stream_type, device_os,
-           sum(sessions), sum(failed_sessions), sum(started_sessions), sum(rebuffer_ms_sum),
-           sum(watch_ms_sum),
-           coalesce(sum(startup_histogram_of(startup_bucket, started_sessions)), 0)
+    SELECT d.day, breakdown, a.value, a.app_name, a.app_version, a.stream_type, a.device_os,
+           a.sessions, a.failed_sessions, a.started_sessions, a.rebuffer_ms_sum,
+           a.watch_ms_sum, a.startup_histogram, a.tenant_id
+    FROM unnest(days) AS d (day)
+    CROSS JOIN LATERAL qoe_sessions_sums(d.day, d.day + interval '24 hours', NULL, true,
+                                         breakdown, '{*}', '{*}', '{*}', '{*}', NULL) AS a
+$$;
+
+
+--
+-- Name: qoe_dimension_values(timestamp with time zone, timestamp with time zone, text, text[], text[]); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.qoe_dimension_values(range_from timestamp with time zone, range_to timestamp with time zone, dimension text, apps text[], tenants text[] DEFAULT NULL::text[]) RETURNS SETOF text
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT v.value
     FROM (
-        SELECT d.day,
-               coalesce(CASE breakdown
-                            WHEN 'app_version' THEN s.app_version
-                            WHEN 'device_model' THEN s.device_model
-                            WHEN 'device_os_version' THEN s.device_os_version
-                            WHEN 'content_id' THEN s.content_id
-                        END, 'unknown') AS value,
-               coalesce(s.app_name, 'unknown') AS app_name,
-               coalesce(s.app_version, 'unknown') AS app_version,
-               coalesce(s.stream_type, 'unknown') AS stream_type,
-               coalesce(s.device_os, 'unknown') AS device_os,
-               width_bucket(s.startup_time_ms::double precision, startup_histogram_bounds())
-                   AS startup_bucket,
-               count(*) AS sessions,
-               count(*) FILTER (WHERE s.error_count > 0) AS failed_sessions,
-               count(s.startup_time_ms) AS started_sessions,
-               coalesce(sum(s.rebuffer_time_ms), 0) AS rebuffer_ms_sum,
-               sum(coalesce(s.play_time_ms, 0) + coalesce(s.rebuffer_time_ms, 0))
-                   AS watch_ms_sum
-        FROM unnest(days) AS d (day)
-        JOIN sessions AS s ON s.ended_at >= d.day AND s.ended_at < d.day + interval '24 hours'
-        GROUP BY 1, 2, 3, 4, 5, 6, 7
-    ) AS per_bucket
-    GROUP BY 1, 2, 3, 4, 5, 6, 7
+        -- whole hours from the rollup, but those written since the last refresh ...
+        SELECT CASE dimension WHEN 'app_name' THEN r.app_name
+                              WHEN 'app_version' THEN r.app_version
+                              WHEN 'stream_type' THEN r.stream_type
+                              WHEN 'device_os' THEN r.device_os END
+        FROM qoe_hourly_rollup AS r
+        WHERE r.hour >= lower(qoe_range_hours(range_from, range_to))
+          AND r.hour < upper(qoe_range_hours(range_from, range_to))
+          AND NOT EXISTS (SELECT FROM qoe_rollup_dirty_hours AS d WHERE d.hour = r.hour)
+          AND qoe_selected(r.app_name, apps) AND qoe_tenant_selected(r.tenant_id, tenants)
+        UNION
+        -- ... which come from `sessions`, like the partial hours at both ends
+        SELECT CASE dimension WHEN 'app_name' THEN f.app_name
+                              WHEN 'app_version' THEN f.app_version
+                              WHEN 'stream_type' THEN f.stream_type
+                              WHEN 'device_os' THEN f.device_os END
+        FROM (SELECT range_from,
+                     coalesce(lower(qoe_range_hours(range_from, range_to)),
+                              range_to + interval '1 microsecond')
+              UNION ALL
+              SELECT upper(qoe_range_hours(range_from, range_to)),
+                     range_to + interval '1 microsecond'
+              UNION ALL
+              SELECT DISTINCT d.hour, d.hour + interval '1 hour'
+              FROM qoe_rollup_dirty_hours AS d
+              WHERE d.hour >= lower(qoe_range_hours(range_from, range_to))
+                AND d.hour < upper(qoe_range_hours(range_from, range_to))) AS piece (lo, hi)
+        JOIN qoe_session_facts AS f ON f.ended_at >= piece.lo AND f.ended_at < piece.hi
+        WHERE qoe_selected(f.app_name, apps) AND qoe_tenant_selected(f.tenant_id, tenants)
+    ) AS v (value)
+    WHERE v.value IS NOT NULL
+    ORDER BY 1
 $$;
 
 
@@ -144,7 +348,8 @@ CREATE TABLE public.qoe_hourly_rollup (
     dropped_frames_sum bigint NOT NULL,
     bitrate_sum numeric NOT NULL,
     bitrate_sessions bigint NOT NULL,
-    startup_histogram numeric NOT NULL
+    startup_histogram numeric NOT NULL,
+    tenant_id integer NOT NULL
 );
 
 
@@ -155,57 +360,295 @@ CREATE TABLE public.qoe_hourly_rollup (
 CREATE FUNCTION public.qoe_hourly_aggregate(hours timestamp with time zone[]) RETURNS SETOF public.qoe_hourly_rollup
     LANGUAGE sql STABLE PARALLEL SAFE
     AS $$
-    SELECT hour, app_name, app_version, stream_type, device_os,
-           sum(sessions), sum(failed_sessions), sum(ebvs_sessions), sum(started_sessions),
-           sum(startup_ms_sum), sum(startup_score_sum), sum(smoothness_score_sum),
-           sum(scored_sessions), sum(success_score_sum), sum(rebuffer_ms_sum),
-           sum(watch_ms_sum), sum(rebuffer_count_sum), sum(play_ms_sum),
-           sum(dropped_frames_sum), sum(bitrate_sum), sum(bitrate_sessions),
-           coalesce(sum(startup_histogram_of(startup_bucket, started_sessions)), 0)
+    SELECT h.hour, a.app_name, a.app_version, a.stream_type, a.device_os, a.sessions,
+           a.failed_sessions, a.ebvs_sessions, a.started_sessions, a.startup_ms_sum,
+           a.startup_score_sum, a.smoothness_score_sum, a.scored_sessions, a.success_score_sum,
+           a.rebuffer_ms_sum, a.watch_ms_sum, a.rebuffer_count_sum, a.play_ms_sum,
+           a.dropped_frames_sum, a.bitrate_sum, a.bitrate_sessions, a.startup_histogram, a.tenant_id
+    FROM unnest(hours) AS h (hour)
+    CROSS JOIN LATERAL qoe_sessions_sums(h.hour, h.hour + interval '1 hour', NULL, true, NULL,
+                                         '{*}', '{*}', '{*}', '{*}', NULL) AS a
+$$;
+
+
+--
+-- Name: qoe_hourly_breakdown_rollup; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.qoe_hourly_breakdown_rollup (
+    hour timestamp with time zone CONSTRAINT qoe_daily_breakdown_rollup_day_not_null NOT NULL,
+    dimension text CONSTRAINT qoe_daily_breakdown_rollup_dimension_not_null NOT NULL,
+    value text CONSTRAINT qoe_daily_breakdown_rollup_value_not_null NOT NULL,
+    app_name text CONSTRAINT qoe_daily_breakdown_rollup_app_name_not_null NOT NULL,
+    app_version text CONSTRAINT qoe_daily_breakdown_rollup_app_version_not_null NOT NULL,
+    stream_type text CONSTRAINT qoe_daily_breakdown_rollup_stream_type_not_null NOT NULL,
+    device_os text CONSTRAINT qoe_daily_breakdown_rollup_device_os_not_null NOT NULL,
+    sessions bigint CONSTRAINT qoe_daily_breakdown_rollup_sessions_not_null NOT NULL,
+    failed_sessions bigint CONSTRAINT qoe_daily_breakdown_rollup_failed_sessions_not_null NOT NULL,
+    started_sessions bigint CONSTRAINT qoe_daily_breakdown_rollup_started_sessions_not_null NOT NULL,
+    rebuffer_ms_sum bigint CONSTRAINT qoe_daily_breakdown_rollup_rebuffer_ms_sum_not_null NOT NULL,
+    watch_ms_sum bigint CONSTRAINT qoe_daily_breakdown_rollup_watch_ms_sum_not_null NOT NULL,
+    startup_histogram numeric CONSTRAINT qoe_daily_breakdown_rollup_startup_histogram_not_null NOT NULL,
+    tenant_id integer NOT NULL
+);
+
+
+--
+-- Name: qoe_hourly_breakdown_aggregate(timestamp with time zone[], text); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.qoe_hourly_breakdown_aggregate(hours timestamp with time zone[], breakdown text) RETURNS SETOF public.qoe_hourly_breakdown_rollup
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$
+    SELECT h.hour, breakdown, a.value, a.app_name, a.app_version, a.stream_type, a.device_os,
+           a.sessions, a.failed_sessions, a.started_sessions, a.rebuffer_ms_sum,
+           a.watch_ms_sum, a.startup_histogram, a.tenant_id
+    FROM unnest(hours) AS h (hour)
+    CROSS JOIN LATERAL qoe_sessions_sums(h.hour, h.hour + interval '1 hour', NULL, true,
+                                         breakdown, '{*}', '{*}', '{*}', '{*}', NULL) AS a
+$$;
+
+
+--
+-- Name: qoe_metrics(numeric, numeric, numeric, numeric, numeric, numeric, numeric, double precision, double precision, numeric, numeric, numeric, numeric, numeric, numeric, numeric); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.qoe_metrics(sum_sessions numeric, sum_failed numeric, sum_started numeric, sum_rebuffer_ms numeric, sum_watch_ms numeric, histogram numeric, sum_ebvs numeric DEFAULT NULL::numeric, sum_startup_score double precision DEFAULT NULL::double precision, sum_smoothness_score double precision DEFAULT NULL::double precision, sum_scored numeric DEFAULT NULL::numeric, sum_success_score numeric DEFAULT NULL::numeric, sum_rebuffer_count numeric DEFAULT NULL::numeric, sum_play_ms numeric DEFAULT NULL::numeric, sum_dropped_frames numeric DEFAULT NULL::numeric, sum_bitrate numeric DEFAULT NULL::numeric, sum_bitrate_sessions numeric DEFAULT NULL::numeric) RETURNS TABLE(sessions bigint, started_sessions bigint, failure_rate double precision, ebvs_rate double precision, startup_p50 double precision, startup_p95 double precision, startup_p99 double precision, rebuffer_pct double precision, rebuffers_per_minute double precision, mean_bitrate double precision, dropped_frames_per_minute double precision, dropped_frames bigint, startup_score double precision, smoothness_score double precision, success_score double precision)
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT sum_sessions::bigint,
+           sum_started::bigint,
+           (100.0 * sum_failed / nullif(sum_sessions, 0))::double precision,
+           (100.0 * sum_ebvs / nullif(sum_sessions, 0))::double precision,
+           startup_quantile(histogram, 0.5),
+           startup_quantile(histogram, 0.95),
+           startup_quantile(histogram, 0.99),
+           -- rebuffer time over watch time (play + rebuffer), not a mean of ratios
+           (100.0 * sum_rebuffer_ms / nullif(sum_watch_ms, 0))::double precision,
+           (sum_rebuffer_count / nullif(sum_watch_ms / 60000.0, 0))::double precision,
+           (sum_bitrate / nullif(sum_bitrate_sessions, 0))::double precision,
+           (sum_dropped_frames / nullif(sum_play_ms / 60000.0, 0))::double precision,
+           sum_dropped_frames::bigint,
+           sum_startup_score / nullif(sum_started, 0)::double precision,
+           sum_smoothness_score / nullif(sum_started, 0)::double precision,
+           (sum_success_score / nullif(sum_scored, 0))::double precision
+$$;
+
+
+--
+-- Name: qoe_overview(timestamp with time zone, timestamp with time zone, bigint, text[], text[], text[], text[], text[]); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.qoe_overview(range_from timestamp with time zone, range_to timestamp with time zone, bucket_ms bigint, apps text[], versions text[], streams text[], oses text[], tenants text[] DEFAULT NULL::text[]) RETURNS TABLE("time" timestamp with time zone, sessions bigint, started_sessions bigint, failure_rate double precision, ebvs_rate double precision, startup_p50 double precision, startup_p95 double precision, startup_p99 double precision, rebuffer_pct double precision, rebuffers_per_minute double precision, mean_bitrate double precision, dropped_frames_per_minute double precision, dropped_frames bigint, startup_score double precision, smoothness_score double precision, success_score double precision)
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT coalesce(a.period, range_from), m.*
     FROM (
-        SELECT h.hour,
-               coalesce(s.app_name, 'unknown') AS app_name,
-               coalesce(s.app_version, 'unknown') AS app_version,
-               coalesce(s.stream_type, 'unknown') AS stream_type,
-               coalesce(s.device_os, 'unknown') AS device_os,
-               width_bucket(s.startup_time_ms::double precision, startup_histogram_bounds())
-                   AS startup_bucket,
+        SELECT p.period, sum(p.sessions) AS sessions, sum(p.failed_sessions) AS failed,
+               sum(p.ebvs_sessions) AS ebvs, sum(p.started_sessions) AS started,
+               sum(p.startup_score_sum) AS startup_score,
+               sum(p.smoothness_score_sum) AS smoothness, sum(p.scored_sessions) AS scored,
+               sum(p.success_score_sum) AS success, sum(p.rebuffer_ms_sum) AS rebuffer_ms,
+               sum(p.watch_ms_sum) AS watch_ms, sum(p.rebuffer_count_sum) AS rebuffer_count,
+               sum(p.play_ms_sum) AS play_ms, sum(p.dropped_frames_sum) AS dropped_frames,
+               sum(p.bitrate_sum) AS bitrate, sum(p.bitrate_sessions) AS bitrate_sessions,
+               sum(p.startup_histogram) AS histogram
+        FROM (
+            -- whole hours (when a bucket is a whole number of hours) from the rollup ...
+            SELECT CASE WHEN bucket_ms IS NOT NULL
+                        THEN date_bin(bucket_ms * interval '1 millisecond', r.hour,
+                                      timestamptz '1970-01-01Z') END AS period,
+                   r.sessions, r.failed_sessions, r.ebvs_sessions, r.started_sessions,
+                   r.startup_score_sum, r.smoothness_score_sum, r.scored_sessions,
+                   r.success_score_sum, r.rebuffer_ms_sum, r.watch_ms_sum,
+                   r.rebuffer_count_sum, r.play_ms_sum, r.dropped_frames_sum, r.bitrate_sum,
+                   r.bitrate_sessions, r.startup_histogram
+            FROM qoe_hourly_rollup AS r
+            WHERE (bucket_ms IS NULL OR bucket_ms % 3600000 = 0)
+              AND r.hour >= lower(qoe_range_hours(range_from, range_to))
+              AND r.hour < upper(qoe_range_hours(range_from, range_to))
+              AND NOT EXISTS (SELECT FROM qoe_rollup_dirty_hours AS d WHERE d.hour = r.hour)
+              AND qoe_selected(r.app_name, apps) AND qoe_selected(r.app_version, versions)
+              AND qoe_selected(r.stream_type, streams) AND qoe_selected(r.device_os, oses)
+              AND qoe_tenant_selected(r.tenant_id, tenants)
+            UNION ALL
+            -- ... but those written since the last refresh from `sessions`
+            SELECT e.period, e.sessions, e.failed_sessions, e.ebvs_sessions,
+                   e.started_sessions, e.startup_score_sum, e.smoothness_score_sum,
+                   e.scored_sessions, e.success_score_sum, e.rebuffer_ms_sum, e.watch_ms_sum,
+                   e.rebuffer_count_sum, e.play_ms_sum, e.dropped_frames_sum, e.bitrate_sum,
+                   e.bitrate_sessions, e.startup_histogram
+            FROM (SELECT DISTINCT d.hour FROM qoe_rollup_dirty_hours AS d
+                  WHERE (bucket_ms IS NULL OR bucket_ms % 3600000 = 0)
+                    AND d.hour >= lower(qoe_range_hours(range_from, range_to))
+                    AND d.hour < upper(qoe_range_hours(range_from, range_to))) AS dirty
+            CROSS JOIN LATERAL qoe_sessions_sums(
+                dirty.hour, dirty.hour + interval '1 hour', bucket_ms * interval '1 millisecond',
+                false, NULL, apps, versions, streams, oses, tenants) AS e
+            UNION ALL
+            -- the rest of the range: before the whole hours (or all of it) ...
+            SELECT e.period, e.sessions, e.failed_sessions, e.ebvs_sessions,
+                   e.started_sessions, e.startup_score_sum, e.smoothness_score_sum,
+                   e.scored_sessions, e.success_score_sum, e.rebuffer_ms_sum, e.watch_ms_sum,
+                   e.rebuffer_count_sum, e.play_ms_sum, e.dropped_frames_sum, e.bitrate_sum,
+                   e.bitrate_sessions, e.startup_histogram
+            FROM qoe_sessions_sums(
+                range_from,
+                CASE WHEN bucket_ms IS NULL OR bucket_ms % 3600000 = 0
+                     THEN coalesce(lower(qoe_range_hours(range_from, range_to)),
+                                   range_to + interval '1 microsecond')
+                     ELSE range_to + interval '1 microsecond' END,
+                bucket_ms * interval '1 millisecond', false, NULL,
+                apps, versions, streams, oses, tenants) AS e
+            UNION ALL
+            -- ... and after them
+            SELECT e.period, e.sessions, e.failed_sessions, e.ebvs_sessions,
+                   e.started_sessions, e.startup_score_sum, e.smoothness_score_sum,
+                   e.scored_sessions, e.success_score_sum, e.rebuffer_ms_sum, e.watch_ms_sum,
+                   e.rebuffer_count_sum, e.play_ms_sum, e.dropped_frames_sum, e.bitrate_sum,
+                   e.bitrate_sessions, e.startup_histogram
+            FROM qoe_sessions_sums(
+                upper(qoe_range_hours(range_from, range_to)),
+                range_to + interval '1 microsecond',
+                bucket_ms * interval '1 millisecond', false, NULL,
+                apps, versions, streams, oses, tenants) AS e
+            WHERE bucket_ms IS NULL OR bucket_ms % 3600000 = 0
+            UNION ALL
+            -- a stat shows 0 sessions (not "no data") for a range without any
+            SELECT NULL, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+            WHERE bucket_ms IS NULL
+        ) AS p
+        GROUP BY p.period
+    ) AS a
+    CROSS JOIN LATERAL qoe_metrics(
+        a.sessions, a.failed, a.started, a.rebuffer_ms, a.watch_ms, a.histogram,
+        sum_ebvs => a.ebvs, sum_startup_score => a.startup_score,
+        sum_smoothness_score => a.smoothness, sum_scored => a.scored,
+        sum_success_score => a.success, sum_rebuffer_count => a.rebuffer_count,
+        sum_play_ms => a.play_ms, sum_dropped_frames => a.dropped_frames,
+        sum_bitrate => a.bitrate, sum_bitrate_sessions => a.bitrate_sessions) AS m
+    ORDER BY 1
+$$;
+
+
+--
+-- Name: qoe_range_days(timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.qoe_range_days(range_from timestamp with time zone, range_to timestamp with time zone) RETURNS tstzrange
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT qoe_whole_periods(lower(qoe_range_hours(range_from, range_to)),
+                             upper(qoe_range_hours(range_from, range_to)), interval '1 day')
+$$;
+
+
+--
+-- Name: qoe_range_hours(timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.qoe_range_hours(range_from timestamp with time zone, range_to timestamp with time zone) RETURNS tstzrange
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT qoe_whole_periods(range_from, range_to + interval '1 microsecond', interval '1 hour')
+$$;
+
+
+--
+-- Name: qoe_selected(text, text[]); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.qoe_selected(value text, selection text[]) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT '*' = ANY (selection) OR value = ANY (selection)
+$$;
+
+
+--
+-- Name: qoe_sessions_sums(timestamp with time zone, timestamp with time zone, interval, boolean, text, text[], text[], text[], text[], text[]); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.qoe_sessions_sums(lo timestamp with time zone, hi timestamp with time zone, grain interval, by_dimensions boolean, breakdown text, apps text[], versions text[], streams text[], oses text[], tenants text[]) RETURNS TABLE(period timestamp with time zone, value text, app_name text, app_version text, stream_type text, device_os text, sessions bigint, failed_sessions bigint, ebvs_sessions bigint, started_sessions bigint, startup_ms_sum bigint, startup_score_sum double precision, smoothness_score_sum double precision, scored_sessions bigint, success_score_sum bigint, rebuffer_ms_sum bigint, watch_ms_sum bigint, rebuffer_count_sum bigint, play_ms_sum bigint, dropped_frames_sum bigint, bitrate_sum numeric, bitrate_sessions bigint, startup_histogram numeric, tenant_id integer)
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$
+    -- Counted per startup bucket first, so the numeric histogram is built once per group
+    -- rather than once per session.
+    SELECT period, value, app_name, app_version, stream_type, device_os,
+           sum(sessions)::bigint, sum(failed)::bigint, sum(ebvs)::bigint, sum(started)::bigint,
+           sum(startup_ms)::bigint, sum(startup_score), sum(smoothness_score),
+           sum(scored)::bigint, sum(success_score)::bigint, sum(rebuffer_ms)::bigint,
+           sum(watch_ms)::bigint, sum(rebuffer_count)::bigint, sum(play_ms)::bigint,
+           sum(dropped_frames)::bigint, sum(bitrate), sum(bitrate_sessions)::bigint,
+           coalesce(sum(startup_histogram_of(startup_bucket, started)), 0), tenant_id
+    FROM (
+        SELECT CASE WHEN grain IS NOT NULL
+                    THEN date_bin(grain, f.ended_at, timestamptz '1970-01-01Z') END AS period,
+               CASE breakdown
+                   WHEN 'app_version' THEN f.app_version
+                   WHEN 'device_model' THEN f.device_model
+                   WHEN 'device_os_version' THEN f.device_os_version
+                   WHEN 'content_id' THEN f.content_id
+               END AS value,
+               CASE WHEN by_dimensions THEN f.app_name END AS app_name,
+               CASE WHEN by_dimensions THEN f.app_version END AS app_version,
+               CASE WHEN by_dimensions THEN f.stream_type END AS stream_type,
+               CASE WHEN by_dimensions THEN f.device_os END AS device_os,
+               CASE WHEN by_dimensions THEN f.tenant_id END AS tenant_id,
+               f.startup_bucket,
                count(*) AS sessions,
-               count(*) FILTER (WHERE s.error_count > 0) AS failed_sessions,
-               count(*) FILTER (WHERE s.startup_time_ms IS NULL
-                                  AND coalesce(s.error_count, 0) = 0) AS ebvs_sessions,
-               count(s.startup_time_ms) AS started_sessions,
-               coalesce(sum(s.startup_time_ms), 0) AS startup_ms_sum,
-               coalesce(sum(800000.0 / (8000 + s.startup_time_ms)), 0) AS startup_score_sum,
-               coalesce(sum(
-                   (100 / sqrt(1 + (coalesce(s.rebuffer_count, 0) / 2.0) ^ 2)
-                    + 100 * exp(-10 * CASE WHEN w.watch_ms > 0
-                                           THEN coalesce(s.rebuffer_time_ms, 0)::float8
-                                                / w.watch_ms
-                                           ELSE 0 END)) / 2
-               ) FILTER (WHERE s.startup_time_ms IS NOT NULL), 0) AS smoothness_score_sum,
-               count(*) FILTER (WHERE coalesce(s.session_duration_ms, 1000) >= 1000)
-                   AS scored_sessions,
-               coalesce(sum(CASE WHEN s.error_count > 0 THEN 0
-                                 WHEN s.startup_time_ms IS NULL THEN 50
-                                 ELSE 100 END)
-                        FILTER (WHERE coalesce(s.session_duration_ms, 1000) >= 1000), 0)
-                   AS success_score_sum,
-               coalesce(sum(s.rebuffer_time_ms), 0) AS rebuffer_ms_sum,
-               sum(w.watch_ms) AS watch_ms_sum,
-               coalesce(sum(s.rebuffer_count), 0) AS rebuffer_count_sum,
-               coalesce(sum(s.play_time_ms), 0) AS play_ms_sum,
-               coalesce(sum(s.total_dropped_frames), 0) AS dropped_frames_sum,
-               coalesce(sum(s.mean_video_format_bitrate), 0) AS bitrate_sum,
-               count(s.mean_video_format_bitrate) AS bitrate_sessions
-        FROM unnest(hours) AS h (hour)
-        JOIN sessions AS s ON s.ended_at >= h.hour AND s.ended_at < h.hour + interval '1 hour'
-        CROSS JOIN LATERAL (
-            SELECT coalesce(s.play_time_ms, 0) + coalesce(s.rebuffer_time_ms, 0) AS watch_ms
-        ) AS w
-        GROUP BY 1, 2, 3, 4, 5, 6
+               sum(f.failed) AS failed,
+               sum(f.ebvs) AS ebvs,
+               sum(f.started) AS started,
+               coalesce(sum(f.startup_ms), 0) AS startup_ms,
+               coalesce(sum(f.startup_score), 0) AS startup_score,
+               coalesce(sum(f.smoothness_score), 0) AS smoothness_score,
+               sum(f.scored) AS scored,
+               coalesce(sum(f.success_score), 0) AS success_score,
+               sum(f.rebuffer_ms) AS rebuffer_ms,
+               sum(f.watch_ms) AS watch_ms,
+               sum(f.rebuffer_count) AS rebuffer_count,
+               sum(f.play_ms) AS play_ms,
+               sum(f.dropped_frames) AS dropped_frames,
+               coalesce(sum(f.bitrate), 0) AS bitrate,
+               count(f.bitrate) AS bitrate_sessions
+        FROM qoe_session_facts AS f
+        WHERE f.ended_at >= lo AND f.ended_at < hi
+          AND qoe_selected(f.app_name, apps) AND qoe_selected(f.app_version, versions)
+          AND qoe_selected(f.stream_type, streams) AND qoe_selected(f.device_os, oses)
+          AND qoe_tenant_selected(f.tenant_id, tenants)
+        GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
     ) AS per_bucket
-    GROUP BY 1, 2, 3, 4, 5
+    GROUP BY 1, 2, 3, 4, 5, 6, tenant_id
+$$;
+
+
+--
+-- Name: qoe_tenant_selected(integer, text[]); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.qoe_tenant_selected(tenant integer, selection text[]) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT selection IS NULL OR cardinality(selection) = 0 OR '*' = ANY (selection)
+           OR tenant::text = ANY (selection)
+$$;
+
+
+--
+-- Name: qoe_whole_periods(timestamp with time zone, timestamp with time zone, interval); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.qoe_whole_periods(range_from timestamp with time zone, range_end timestamp with time zone, period interval) RETURNS tstzrange
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT CASE WHEN date_bin(period, range_from - interval '1 microsecond',
+                              timestamptz '1970-01-01Z') + period
+                     < date_bin(period, range_end, timestamptz '1970-01-01Z')
+                THEN tstzrange(date_bin(period, range_from - interval '1 microsecond',
+                                        timestamptz '1970-01-01Z') + period,
+                               date_bin(period, range_end, timestamptz '1970-01-01Z'))
+                ELSE 'empty'::tstzrange END
 $$;
 
 
@@ -218,7 +661,6 @@ CREATE FUNCTION public.refresh_qoe_rollups() RETURNS integer
     AS $$
 DECLARE
     hours timestamptz[];
-    days timestamptz[];
     breakdown text;
 BEGIN
     IF NOT pg_try_advisory_xact_lock(hashtext('refresh_qoe_rollups')) THEN
@@ -232,13 +674,26 @@ BEGIN
     DELETE FROM qoe_hourly_rollup WHERE hour = ANY (hours);
     INSERT INTO qoe_hourly_rollup SELECT * FROM qoe_hourly_aggregate(hours);
 
-    days := ARRAY(SELECT DISTINCT date_trunc('day', h, 'UTC') FROM unnest(hours) AS h);
-    DELETE FROM qoe_daily_breakdown_rollup WHERE day = ANY (days);
+    PERFORM qoe_add_hours_to_days(hours, -1);
+    DELETE FROM qoe_hourly_breakdown_rollup WHERE hour = ANY (hours);
     FOREACH breakdown IN ARRAY ARRAY['app_version', 'device_model', 'device_os_version',
                                      'content_id'] LOOP
-        INSERT INTO qoe_daily_breakdown_rollup
-        SELECT * FROM qoe_daily_breakdown_aggregate(days, breakdown);
+        INSERT INTO qoe_hourly_breakdown_rollup
+        SELECT * FROM qoe_hourly_breakdown_aggregate(hours, breakdown);
     END LOOP;
+    -- The same per value across the four filter dimensions, as '<breakdown> total' rows
+    -- (the app kept for app versions): what a breakdown with every filter on "All" reads,
+    -- several times fewer rows (qoe_breakdown_rows()).
+    INSERT INTO qoe_hourly_breakdown_rollup
+    SELECT r.hour, r.dimension || ' total', r.value,
+           CASE WHEN r.dimension = 'app_version' THEN r.app_name ELSE 'all' END,
+           'all', 'all', 'all', sum(r.sessions), sum(r.failed_sessions),
+           sum(r.started_sessions), sum(r.rebuffer_ms_sum), sum(r.watch_ms_sum),
+           sum(r.startup_histogram), r.tenant_id
+    FROM qoe_hourly_breakdown_rollup AS r
+    WHERE r.hour = ANY (hours)
+    GROUP BY 1, 2, 3, 4, r.tenant_id;
+    PERFORM qoe_add_hours_to_days(hours, 1);
     RETURN cardinality(hours);
 END
 $$;
@@ -251,7 +706,19 @@ $$;
 CREATE FUNCTION public.startup_histogram_bounds() RETURNS double precision[]
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
-    SELECT array_agg(100 * power(2, k / 6.0) ORDER BY k) FROM generate_series(0, 60) AS k
+    SELECT '{100, 112.2462048309373, 125.99210498948732, 141.4213562373095, 158.74010519681994,
+      178.17974362806785, 200, 224.4924096618746, 251.98420997897463, 282.842712474619,
+      317.4802103936399, 356.3594872561357, 400, 448.9848193237492, 503.96841995794927,
+      565.685424949238, 634.9604207872798, 712.7189745122714, 800, 897.9696386474984,
+      1007.9368399158985, 1131.370849898476, 1269.9208415745595, 1425.4379490245428, 1600,
+      1795.9392772949968, 2015.873679831797, 2262.741699796952, 2539.841683149119,
+      2850.8758980490857, 3200, 3591.8785545899937, 4031.747359663594, 4525.483399593904,
+      5079.683366298238, 5701.751796098171, 6400, 7183.757109179987, 8063.494719327188,
+      9050.966799187809, 10159.366732596476, 11403.503592196343, 12800, 14367.514218359975,
+      16126.989438654376, 18101.933598375617, 20318.733465192952, 22807.007184392685, 25600,
+      28735.02843671995, 32253.978877308753, 36203.867196751235, 40637.466930385905,
+      45614.01436878537, 51200, 57470.0568734399, 64507.957754617506, 72407.73439350247,
+      81274.93386077181, 91228.02873757074, 102400}'::double precision[]
 $$;
 
 
@@ -261,9 +728,7 @@ $$;
 
 CREATE FUNCTION public.startup_histogram_of(bucket integer, sessions bigint) RETURNS numeric
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-    AS $$
-    SELECT (repeat(lpad(sessions::text, 10, '0'), 62 - bucket) || repeat('0', 10 * bucket))::numeric
-$$;
+    AS $$SELECT sessions * ('{10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000100000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000001000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000010000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000100000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000001000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000010000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000100000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000001000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000010000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000100000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000001000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000,10000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000}'::numeric[])[bucket + 1]$$;
 
 
 --
@@ -311,10 +776,44 @@ $$;
 
 
 --
+-- Name: api_keys; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.api_keys (
+    id integer NOT NULL,
+    tenant_id integer NOT NULL,
+    name text NOT NULL,
+    prefix text NOT NULL,
+    key_hash bytea NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    expires_at timestamp with time zone,
+    revoked_at timestamp with time zone,
+    last_used_at timestamp with time zone,
+    CONSTRAINT api_keys_key_hash_check CHECK ((length(key_hash) = 32)),
+    CONSTRAINT api_keys_name_check CHECK ((length(name) <= 200)),
+    CONSTRAINT api_keys_prefix_check CHECK (((length(prefix) >= 4) AND (length(prefix) <= 16)))
+);
+
+
+--
+-- Name: api_keys_id_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+ALTER TABLE public.api_keys ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.api_keys_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+
+--
 -- Name: qoe_daily_breakdown; Type: VIEW; Schema: public; Owner: -
 --
 
-CREATE VIEW public.qoe_daily_breakdown AS
+CREATE VIEW public.qoe_daily_breakdown WITH (security_invoker='true') AS
  SELECT day,
     dimension,
     value,
@@ -327,7 +826,8 @@ CREATE VIEW public.qoe_daily_breakdown AS
     started_sessions,
     rebuffer_ms_sum,
     watch_ms_sum,
-    startup_histogram
+    startup_histogram,
+    tenant_id
    FROM public.qoe_daily_breakdown_rollup;
 
 
@@ -344,7 +844,7 @@ CREATE TABLE public.qoe_rollup_dirty_hours (
 -- Name: qoe_hourly; Type: VIEW; Schema: public; Owner: -
 --
 
-CREATE VIEW public.qoe_hourly AS
+CREATE VIEW public.qoe_hourly WITH (security_invoker='true') AS
  WITH dirty AS MATERIALIZED (
          SELECT ARRAY( SELECT DISTINCT qoe_rollup_dirty_hours.hour
                    FROM public.qoe_rollup_dirty_hours) AS hours
@@ -370,7 +870,8 @@ CREATE VIEW public.qoe_hourly AS
     r.dropped_frames_sum,
     r.bitrate_sum,
     r.bitrate_sessions,
-    r.startup_histogram
+    r.startup_histogram,
+    r.tenant_id
    FROM public.qoe_hourly_rollup r
   WHERE (NOT (EXISTS ( SELECT
            FROM public.qoe_rollup_dirty_hours d
@@ -397,18 +898,10 @@ UNION ALL
     a.dropped_frames_sum,
     a.bitrate_sum,
     a.bitrate_sessions,
-    a.startup_histogram
+    a.startup_histogram,
+    a.tenant_id
    FROM dirty,
-    LATERAL public.qoe_hourly_aggregate(dirty.hours) a(hour, app_name, app_version, stream_type, device_os, sessions, failed_sessions, ebvs_sessions, started_sessions, startup_ms_sum, startup_score_sum, smoothness_score_sum, scored_sessions, success_score_sum, rebuffer_ms_sum, watch_ms_sum, rebuffer_count_sum, play_ms_sum, dropped_frames_sum, bitrate_sum, bitrate_sessions, startup_histogram);
-
-
---
--- Name: schema_migrations; Type: TABLE; Schema: public; Owner: -
---
-
-CREATE TABLE public.schema_migrations (
-    version character varying NOT NULL
-);
+    LATERAL public.qoe_hourly_aggregate(dirty.hours) a(hour, app_name, app_version, stream_type, device_os, sessions, failed_sessions, ebvs_sessions, started_sessions, startup_ms_sum, startup_score_sum, smoothness_score_sum, scored_sessions, success_score_sum, rebuffer_ms_sum, watch_ms_sum, rebuffer_count_sum, play_ms_sum, dropped_frames_sum, bitrate_sum, bitrate_sessions, startup_histogram, tenant_id);
 
 
 --
@@ -445,9 +938,119 @@ CREATE TABLE public.sessions (
     payload jsonb NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    tenant_id integer NOT NULL,
     CONSTRAINT sessions_session_id_check CHECK (((length(session_id) >= 1) AND (length(session_id) <= 128))),
     CONSTRAINT sessions_timestamp_check CHECK (("timestamp" > 0))
 );
+
+
+--
+-- Name: qoe_session_facts; Type: VIEW; Schema: public; Owner: -
+--
+
+CREATE VIEW public.qoe_session_facts WITH (security_invoker='true') AS
+ SELECT s.session_id,
+    s.ended_at,
+    COALESCE(s.app_name, 'unknown'::text) AS app_name,
+    COALESCE(s.app_version, 'unknown'::text) AS app_version,
+    COALESCE(s.stream_type, 'unknown'::text) AS stream_type,
+    COALESCE(s.device_os, 'unknown'::text) AS device_os,
+    COALESCE(s.device_model, 'unknown'::text) AS device_model,
+    COALESCE(s.device_os_version, 'unknown'::text) AS device_os_version,
+    COALESCE(s.content_id, 'unknown'::text) AS content_id,
+    ((COALESCE(s.error_count, 0) > 0))::integer AS failed,
+    (((s.startup_time_ms IS NULL) AND (COALESCE(s.error_count, 0) = 0)))::integer AS ebvs,
+    ((s.startup_time_ms IS NOT NULL))::integer AS started,
+    s.startup_time_ms AS startup_ms,
+    ((800000.0)::double precision / ((8000 + s.startup_time_ms))::double precision) AS startup_score,
+        CASE
+            WHEN (s.startup_time_ms IS NOT NULL) THEN ((((100)::double precision / sqrt(((1)::double precision + (((COALESCE(s.rebuffer_count, 0))::double precision / (2.0)::double precision) ^ (2)::double precision)))) + ((100)::double precision * exp((('-10'::integer)::double precision *
+            CASE
+                WHEN (w.watch_ms > 0) THEN ((COALESCE(s.rebuffer_time_ms, (0)::bigint))::double precision / (w.watch_ms)::double precision)
+                ELSE (0)::double precision
+            END)))) / (2)::double precision)
+            ELSE NULL::double precision
+        END AS smoothness_score,
+    ((COALESCE(s.session_duration_ms, (1000)::bigint) >= 1000))::integer AS scored,
+        CASE
+            WHEN (COALESCE(s.session_duration_ms, (1000)::bigint) < 1000) THEN NULL::integer
+            WHEN (COALESCE(s.error_count, 0) > 0) THEN 0
+            WHEN (s.startup_time_ms IS NULL) THEN 50
+            ELSE 100
+        END AS success_score,
+    COALESCE(s.rebuffer_time_ms, (0)::bigint) AS rebuffer_ms,
+    w.watch_ms,
+    COALESCE(s.rebuffer_count, 0) AS rebuffer_count,
+    COALESCE(s.play_time_ms, (0)::bigint) AS play_ms,
+    COALESCE(s.total_dropped_frames, (0)::bigint) AS dropped_frames,
+    s.mean_video_format_bitrate AS bitrate,
+    width_bucket((s.startup_time_ms)::double precision, public.startup_histogram_bounds()) AS startup_bucket,
+    s.tenant_id
+   FROM (public.sessions s
+     CROSS JOIN LATERAL ( SELECT (COALESCE(s.play_time_ms, (0)::bigint) + COALESCE(s.rebuffer_time_ms, (0)::bigint)) AS watch_ms) w);
+
+
+--
+-- Name: schema_migrations; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.schema_migrations (
+    version character varying NOT NULL
+);
+
+
+--
+-- Name: tenant_read_roles; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.tenant_read_roles (
+    role_name name NOT NULL,
+    tenant_id integer NOT NULL
+);
+
+
+--
+-- Name: tenants; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.tenants (
+    id integer NOT NULL,
+    slug text NOT NULL,
+    name text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT tenants_name_check CHECK (((length(name) >= 1) AND (length(name) <= 200))),
+    CONSTRAINT tenants_slug_check CHECK ((slug ~ '^[a-z0-9-]{1,40}$'::text))
+);
+
+
+--
+-- Name: tenants_id_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+ALTER TABLE public.tenants ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.tenants_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+
+--
+-- Name: api_keys api_keys_key_hash_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.api_keys
+    ADD CONSTRAINT api_keys_key_hash_key UNIQUE (key_hash);
+
+
+--
+-- Name: api_keys api_keys_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.api_keys
+    ADD CONSTRAINT api_keys_pkey PRIMARY KEY (id);
 
 
 --
@@ -455,7 +1058,15 @@ CREATE TABLE public.sessions (
 --
 
 ALTER TABLE ONLY public.qoe_daily_breakdown_rollup
-    ADD CONSTRAINT qoe_daily_breakdown_rollup_pkey PRIMARY KEY (dimension, day, app_name, app_version, stream_type, device_os, value);
+    ADD CONSTRAINT qoe_daily_breakdown_rollup_pkey PRIMARY KEY (dimension, day, tenant_id, app_name, app_version, stream_type, device_os, value);
+
+
+--
+-- Name: qoe_hourly_breakdown_rollup qoe_hourly_breakdown_rollup_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.qoe_hourly_breakdown_rollup
+    ADD CONSTRAINT qoe_hourly_breakdown_rollup_pkey PRIMARY KEY (dimension, hour, tenant_id, app_name, app_version, stream_type, device_os, value);
 
 
 --
@@ -463,7 +1074,7 @@ ALTER TABLE ONLY public.qoe_daily_breakdown_rollup
 --
 
 ALTER TABLE ONLY public.qoe_hourly_rollup
-    ADD CONSTRAINT qoe_hourly_rollup_pkey PRIMARY KEY (hour, app_name, app_version, stream_type, device_os);
+    ADD CONSTRAINT qoe_hourly_rollup_pkey PRIMARY KEY (hour, tenant_id, app_name, app_version, stream_type, device_os);
 
 
 --
@@ -479,7 +1090,38 @@ ALTER TABLE ONLY public.schema_migrations
 --
 
 ALTER TABLE ONLY public.sessions
-    ADD CONSTRAINT sessions_pkey PRIMARY KEY (session_id);
+    ADD CONSTRAINT sessions_pkey PRIMARY KEY (tenant_id, session_id);
+
+
+--
+-- Name: tenant_read_roles tenant_read_roles_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.tenant_read_roles
+    ADD CONSTRAINT tenant_read_roles_pkey PRIMARY KEY (role_name);
+
+
+--
+-- Name: tenants tenants_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.tenants
+    ADD CONSTRAINT tenants_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: tenants tenants_slug_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.tenants
+    ADD CONSTRAINT tenants_slug_key UNIQUE (slug);
+
+
+--
+-- Name: api_keys_tenant_id_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX api_keys_tenant_id_idx ON public.api_keys USING btree (tenant_id);
 
 
 --
@@ -487,6 +1129,13 @@ ALTER TABLE ONLY public.sessions
 --
 
 CREATE INDEX sessions_ended_at_idx ON public.sessions USING btree (ended_at);
+
+
+--
+-- Name: sessions_session_id_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX sessions_session_id_idx ON public.sessions USING btree (session_id);
 
 
 --
@@ -525,6 +1174,135 @@ CREATE TRIGGER sessions_mark_rollups_dirty_on_update AFTER UPDATE ON public.sess
 
 
 --
+-- Name: api_keys api_keys_tenant_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.api_keys
+    ADD CONSTRAINT api_keys_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.tenants(id);
+
+
+--
+-- Name: sessions sessions_tenant_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.sessions
+    ADD CONSTRAINT sessions_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.tenants(id);
+
+
+--
+-- Name: tenant_read_roles tenant_read_roles_tenant_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.tenant_read_roles
+    ADD CONSTRAINT tenant_read_roles_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.tenants(id);
+
+
+--
+-- Name: qoe_daily_breakdown_rollup; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.qoe_daily_breakdown_rollup ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: qoe_hourly_breakdown_rollup; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.qoe_hourly_breakdown_rollup ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: qoe_hourly_rollup; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.qoe_hourly_rollup ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: sessions; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.sessions ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: qoe_daily_breakdown_rollup tenant_isolation; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY tenant_isolation ON public.qoe_daily_breakdown_rollup USING (((NOT (EXISTS ( SELECT
+   FROM public.tenant_read_roles m
+  WHERE (m.role_name = CURRENT_USER)))) OR (tenant_id = ( SELECT m.tenant_id
+   FROM public.tenant_read_roles m
+  WHERE (m.role_name = CURRENT_USER))))) WITH CHECK (((NOT (EXISTS ( SELECT
+   FROM public.tenant_read_roles m
+  WHERE (m.role_name = CURRENT_USER)))) OR (tenant_id = ( SELECT m.tenant_id
+   FROM public.tenant_read_roles m
+  WHERE (m.role_name = CURRENT_USER)))));
+
+
+--
+-- Name: qoe_hourly_breakdown_rollup tenant_isolation; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY tenant_isolation ON public.qoe_hourly_breakdown_rollup USING (((NOT (EXISTS ( SELECT
+   FROM public.tenant_read_roles m
+  WHERE (m.role_name = CURRENT_USER)))) OR (tenant_id = ( SELECT m.tenant_id
+   FROM public.tenant_read_roles m
+  WHERE (m.role_name = CURRENT_USER))))) WITH CHECK (((NOT (EXISTS ( SELECT
+   FROM public.tenant_read_roles m
+  WHERE (m.role_name = CURRENT_USER)))) OR (tenant_id = ( SELECT m.tenant_id
+   FROM public.tenant_read_roles m
+  WHERE (m.role_name = CURRENT_USER)))));
+
+
+--
+-- Name: qoe_hourly_rollup tenant_isolation; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY tenant_isolation ON public.qoe_hourly_rollup USING (((NOT (EXISTS ( SELECT
+   FROM public.tenant_read_roles m
+  WHERE (m.role_name = CURRENT_USER)))) OR (tenant_id = ( SELECT m.tenant_id
+   FROM public.tenant_read_roles m
+  WHERE (m.role_name = CURRENT_USER))))) WITH CHECK (((NOT (EXISTS ( SELECT
+   FROM public.tenant_read_roles m
+  WHERE (m.role_name = CURRENT_USER)))) OR (tenant_id = ( SELECT m.tenant_id
+   FROM public.tenant_read_roles m
+  WHERE (m.role_name = CURRENT_USER)))));
+
+
+--
+-- Name: sessions tenant_isolation; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY tenant_isolation ON public.sessions USING (((NOT (EXISTS ( SELECT
+   FROM public.tenant_read_roles m
+  WHERE (m.role_name = CURRENT_USER)))) OR (tenant_id = ( SELECT m.tenant_id
+   FROM public.tenant_read_roles m
+  WHERE (m.role_name = CURRENT_USER))))) WITH CHECK (((NOT (EXISTS ( SELECT
+   FROM public.tenant_read_roles m
+  WHERE (m.role_name = CURRENT_USER)))) OR (tenant_id = ( SELECT m.tenant_id
+   FROM public.tenant_read_roles m
+  WHERE (m.role_name = CURRENT_USER)))));
+
+
+--
+-- Name: tenants tenant_isolation; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY tenant_isolation ON public.tenants USING (((NOT (EXISTS ( SELECT
+   FROM public.tenant_read_roles m
+  WHERE (m.role_name = CURRENT_USER)))) OR (id = ( SELECT m.tenant_id
+   FROM public.tenant_read_roles m
+  WHERE (m.role_name = CURRENT_USER))))) WITH CHECK (((NOT (EXISTS ( SELECT
+   FROM public.tenant_read_roles m
+  WHERE (m.role_name = CURRENT_USER)))) OR (id = ( SELECT m.tenant_id
+   FROM public.tenant_read_roles m
+  WHERE (m.role_name = CURRENT_USER)))));
+
+
+--
+-- Name: tenants; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.tenants ENABLE ROW LEVEL SECURITY;
+
+--
 -- PostgreSQL database dump complete
 --
 
@@ -537,4 +1315,9 @@ CREATE TRIGGER sessions_mark_rollups_dirty_on_update AFTER UPDATE ON public.sess
 
 INSERT INTO public.schema_migrations (version) VALUES
     ('20261125120000'),
-    ('20261125130000');
+    ('20261125130000'),
+    ('20261125140000'),
+    ('20261126100000'),
+    ('20261126110000'),
+    ('20261126120000'),
+    ('20261126120500');

@@ -9,7 +9,12 @@ revoke one. Exit codes: 0 done, 1 refused (bad slug, unknown tenant or key, dupl
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
+import hmac
 import json
+import os
+import secrets
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -46,6 +51,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     create.add_argument("slug", help=f"its short name: {SLUG_PATTERN}")
     create.add_argument("--name", help="display name (default: the slug)")
     tenants.add_parser("list", help="list tenants")
+    grant = tenants.add_parser(
+        "grant-read",
+        help="create or reset the read-only PostgreSQL role m3w_read_<slug>, which sees only "
+        "this tenant's rows (a Grafana org's datasource); prints its new password once",
+    )
+    grant.add_argument("slug", help="the tenant")
 
     keys = commands.add_parser("keys", help="create, list and revoke API keys").add_subparsers(
         dest="action", required=True
@@ -115,6 +126,45 @@ def _list_tenants(queries: Any, args: argparse.Namespace, _: int) -> None:
     _table(["SLUG", "NAME", "CREATED", "ACTIVE KEYS"], rows)
 
 
+def _grant_read(queries: Any, args: argparse.Namespace, _: int) -> None:
+    tenant = _tenant(queries, args.slug)
+    password = secrets.token_urlsafe(32)
+    try:
+        role = queries.grant_tenant_read(
+            slug=tenant["slug"], password_verifier=scram_verifier(password)
+        )
+    except sqlalchemy.exc.ProgrammingError as err:
+        if "permission denied" in str(err.orig) or "CREATEROLE" in str(err.orig):
+            raise AdminError(
+                f"this database role may not create roles: {_first_line(err)}. Run the command "
+                "with M3W_MIGRATE_DATABASE_URL (or DATABASE_URL) set to a role with CREATEROLE "
+                "(docs/grafana.md)"
+            ) from None
+        raise
+    print(password)  # alone on stdout, for scripts, like `m3w keys create`
+    _tell(
+        f"Role {role!r} can now log in with the password above (shown only this once; run the "
+        "command again to reset it). It may only read, and sees only the rows of tenant "
+        f"{tenant['slug']!r}: use it as the datasource of that tenant's Grafana org "
+        "(docs/grafana.md)."
+    )
+
+
+def scram_verifier(password: str, iterations: int = 4096) -> str:
+    """What PostgreSQL stores for a SCRAM-SHA-256 password (RFC 5802, RFC 7677), computed
+    here so that the password itself never reaches the server or its statement log."""
+    salt = os.urandom(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+
+    def b64(raw: bytes) -> str:
+        return base64.b64encode(raw).decode()
+
+    stored_key = hashlib.sha256(client_key).digest()
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+
+
 def _create_key(queries: Any, args: argparse.Namespace, cache_seconds: int) -> None:
     name = _name(args.name, allow_empty=True)
     tenant = _tenant(queries, args.tenant)
@@ -180,6 +230,7 @@ def _revoke_key(queries: Any, args: argparse.Namespace, cache_seconds: int) -> N
 _ACTIONS: dict[tuple[str, str], Callable[[Any, argparse.Namespace, int], None]] = {
     ("tenants", "create"): _create_tenant,
     ("tenants", "list"): _list_tenants,
+    ("tenants", "grant-read"): _grant_read,
     ("keys", "create"): _create_key,
     ("keys", "list"): _list_keys,
     ("keys", "revoke"): _revoke_key,

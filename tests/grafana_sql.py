@@ -307,7 +307,12 @@ def sql_panel_queries(dashboards: Mapping[str, Mapping] | None = None) -> list[P
 
 
 def variable_queries(dashboard: Mapping) -> list[Mapping]:
-    return [v for v in dashboard["templating"]["list"] if v["type"] == "query"]
+    """The SQL variable queries (not the backend health's Prometheus `tenant`)."""
+    return [
+        v
+        for v in dashboard["templating"]["list"]
+        if v["type"] == "query" and v["datasource"]["uid"] == POSTGRES_UID
+    ]
 
 
 def render_variable_query(

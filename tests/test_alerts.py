@@ -32,12 +32,15 @@ STOPPED = "m3w-ingestion-stopped"
 
 
 def series_of(rows: Sequence[Mapping]) -> dict[str, list[float | None]]:
-    """format: time_series: each numeric column but "time" is one series."""
+    """format: time_series: each numeric column but "time" is one series per value of the
+    text columns, which are its labels (the per-tenant rules' `tenant`)."""
     series: dict[str, list[float | None]] = {}
     for row in rows:
+        labels = ",".join(f"{k}={v}" for k, v in row.items() if isinstance(v, str))
         for name, value in row.items():
-            if name != "time":
-                series.setdefault(name, []).append(None if value is None else float(value))
+            if name != "time" and not isinstance(value, str):
+                key = f"{name}{{{labels}}}" if labels else name
+                series.setdefault(key, []).append(None if value is None else float(value))
     return series
 
 
@@ -173,10 +176,17 @@ def alerts_database(postgres_server) -> str:
     return url.libpq
 
 
-def load(dsn: str, rows: list[tuple]) -> None:
+def load(dsn: str, rows: list[tuple], tenants: Sequence[str] = ()) -> None:
+    """The rows as sessions of the tenant `default`, or of tenants[i] for row i."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("TRUNCATE sessions")
         tenant = default_tenant(conn)
+        for slug in set(tenants) - {"default"}:
+            conn.execute(
+                "INSERT INTO tenants (slug, name) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                [slug, slug],
+            )
+        ids = dict(conn.execute("SELECT slug, id FROM tenants").fetchall()) if tenant else {}
         with conn.cursor().copy(
             f'COPY sessions ({"" if tenant is None else "tenant_id, "}session_id, "timestamp",'
             " ended_at, startup_time_ms, error_count, payload) FROM STDIN"
@@ -184,7 +194,11 @@ def load(dsn: str, rows: list[tuple]) -> None:
             for i, (ended_at, startup, errors) in enumerate(rows):
                 stamp = int(ended_at.timestamp() * 1000)
                 row = (f"s{i}", stamp, ended_at, startup, errors, "{}")
-                copy.write_row(row if tenant is None else (tenant, *row))
+                if tenant is not None and tenants:
+                    row = (ids[tenants[i]], *row)
+                elif tenant is not None:
+                    row = (tenant, *row)
+                copy.write_row(row)
         conn.execute("SELECT refresh_qoe_rollups()")  # the baseline as a live system has it
 
 
@@ -221,11 +235,35 @@ def p95_bucket(rows: list[tuple]) -> tuple[float, float]:
     return bucket_bounds(started[max(1, math.ceil(0.95 * len(started))) - 1])
 
 
-def query_a(dsn: str, uid: str, now: datetime) -> float:
+def query_a(dsn: str, uid: str, now: datetime, tenant: str = "default") -> float:
+    """Query A's value (for `tenant` when the rule is per tenant)."""
     [node] = [n for n in RULES[uid]["data"] if n["datasourceUid"] == POSTGRES_UID]
     with psycopg.connect(dsn) as conn:
-        [(_, value)] = conn.execute(render_alert_query(node, now)).fetchall()
+        rows = conn.execute(render_alert_query(node, now)).fetchall()
+    [value] = [row[-1] for row in rows if len(row) == 2 or row[1] == tenant]
     return float(value)
+
+
+def test_per_tenant_rules_fire_for_the_failing_tenant_only(alerts_database: str):
+    """A failure spike of a small app is not averaged away by a big healthy one: the rule
+    fires with that tenant's label, and only for it."""
+    rng = random.Random("tenants")
+    quarter = NOW - timedelta(minutes=15)
+    healthy = normal_week(rng) + traffic(rng, 3000, quarter, NOW)
+    failing = traffic(rng, 100, quarter, NOW, failure_rate=0.15)
+    load(alerts_database, healthy + failing, ["default"] * len(healthy) + ["shop"] * len(failing))
+    state, results = evaluate_nodes(alerts_database, RULES[FAILURES], NOW)
+    assert state == "Alerting"
+    assert results["C"] == {"failure_rate{tenant=default}": 0.0, "failure_rate{tenant=shop}": 1.0}
+    shop = [errors for ended_at, _, errors in failing if ended_at >= quarter]
+    expected = 100 * sum(1 for e in shop if e) / len(shop)
+    assert math.isclose(query_a(alerts_database, FAILURES, NOW, "shop"), expected, rel_tol=1e-12)
+    # every tenant together, as before: about 1% + 15% x 100/3100, under the threshold
+    [node] = [n for n in RULES[FAILURES]["data"] if n["datasourceUid"] == POSTGRES_UID]
+    everyone = render_alert_query(node, NOW).replace("ARRAY[t.id::text]", "'{*}'")
+    with psycopg.connect(alerts_database) as conn:
+        rates = {row[-1] for row in conn.execute(everyone).fetchall()}
+    assert len(rates) == 1 and rates.pop() < 5
 
 
 @pytest.mark.parametrize("scenario", ["failure spike", "startup regression"])
@@ -374,11 +412,12 @@ def test_annotations_render_the_alert_value(alerts_database: str, uid: str):
     assert state == "Alerting"
     values = {ref: next(iter(series.values())) for ref, series in results.items() if series}
     for name, text in rule["annotations"].items():
-        rendered = render(text, values, rule["labels"])
+        rendered = render(text, values, rule["labels"] | {"tenant": "default"})
         assert not re.search(r"{{|}}|%!|<no value>|map\[|\[ var=", rendered), (name, rendered)
         for fmt in re.findall(r'printf "([^"]+)" \$values\.B\.Value', text):
             assert go_printf(fmt, [values["B"]]) in rendered
     if uid == FAILURES:
         assert re.match(
-            r"\d+\.\d% of the sessions", render(rule["annotations"]["description"], values)
+            r"\d+\.\d% of the default sessions",
+            render(rule["annotations"]["description"], values, {"tenant": "default"}),
         )

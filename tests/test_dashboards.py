@@ -59,9 +59,26 @@ RANGES = {
     "7d": TimeRange.last(timedelta(days=7), NOW),
     "35d": TimeRange.last(timedelta(days=35), NOW),
 }
+# Two tenants: `default` (created by the migrations) and `beta`, created by write(). Their ids
+# are those of a fresh database (checked by the `seeded` fixture); the dashboards' `tenant`
+# variable has the ids as values and the slugs as texts.
+TENANT_IDS = {"default": "1", "beta": "2"}
 SCENARIOS = {
-    "all": {d: ALL for d in DIMENSIONS} | {"min_sessions": "1", "session_id": ""},
+    "all": {d: ALL for d in DIMENSIONS} | {"tenant": ALL, "min_sessions": "1", "session_id": ""},
+    "beta": {d: ALL for d in DIMENSIONS}
+    | {"tenant": [TENANT_IDS["beta"]], "min_sessions": "1", "session_id": ""},
+    "both-tenants-by-id": {d: ALL for d in DIMENSIONS}
+    | {"tenant": list(TENANT_IDS.values()), "min_sessions": "1", "session_id": ""},
+    # a beta session asked for under `default`: the session explorer shows nothing
+    "default-alpha-beta-session": {d: ALL for d in DIMENSIONS}
+    | {
+        "app_name": ["alpha"],
+        "tenant": [TENANT_IDS["default"]],
+        "min_sessions": "1",
+        "session_id": "b-0113",
+    },
     "alpha-vod-or-unknown": {
+        "tenant": ALL,
         "app_name": ["alpha"],
         "app_version": ALL,
         "stream_type": ["VOD", "unknown"],
@@ -70,7 +87,7 @@ SCENARIOS = {
         "session_id": "",
     },
     "unknown-os-one-session": {d: ALL for d in DIMENSIONS}
-    | {"device_os": ["unknown"], "min_sessions": "1", "session_id": "a-0099"},
+    | {"device_os": ["unknown"], "tenant": ALL, "min_sessions": "1", "session_id": "a-0099"},
 }
 # In table order, as docs/schema.md lists them.
 SESSIONS_COLUMNS = [
@@ -116,6 +133,7 @@ def make_session(rng: random.Random, index: int, payload_a: bool, ended_at: date
         "total_dropped_frames": dropped,
         "session_duration_ms": duration,
         **dict.fromkeys((*DIMENSIONS, "device_model", "device_os_version", "content_id")),
+        "tenant": "beta" if index % 4 == 1 else "default",
     }
     if not payload_a:
         app = rng.choice(["alpha", "alpha", "beta"])
@@ -177,8 +195,13 @@ def write(conn: psycopg.Connection, sessions: Sequence[dict]) -> None:
     tenant = default_tenant(conn)
     statement = INSERT.format(
         tenant_column="" if tenant is None else "tenant_id, ",
-        tenant_value="" if tenant is None else f"{tenant}, ",
+        tenant_value="" if tenant is None else "(SELECT id FROM tenants WHERE slug = %(tenant)s), ",
     )
+    if (
+        tenant is not None
+        and not conn.execute("SELECT FROM tenants WHERE slug = 'beta'").fetchall()
+    ):
+        conn.execute("INSERT INTO tenants (slug, name) VALUES ('beta', 'Beta')")
     rows = []
     for s in sessions:
         payload = {"sessionId": s["session_id"], "startupTimeMs": s["startup_time_ms"]}
@@ -203,7 +226,11 @@ class Seeded:
 @pytest.fixture(scope="module")
 def seeded(postgres_server) -> Seeded:
     """The database as a dashboard would find it between two refreshes."""
-    url = create_database(postgres_server, "m3w_dashboards")
+    return seed_database(postgres_server, "m3w_dashboards")
+
+
+def seed_database(postgres_server, name: str) -> Seeded:
+    url = create_database(postgres_server, name)
     dbmate(url, "up")
     sessions = seed_sessions()
     with psycopg.connect(url.libpq, autocommit=True) as conn:
@@ -230,6 +257,8 @@ def seeded(postgres_server) -> Seeded:
         write(conn, sessions[200:230])
         conn.execute("DELETE FROM sessions WHERE session_id = ANY(%s)", [["b-0301", "b-0302"]])
         tenant = default_tenant(conn)
+        tenants = dict(conn.execute("SELECT slug, id::text FROM tenants").fetchall())
+    assert tenants == TENANT_IDS  # the scenarios name tenants by these ids
     gone |= {"b-0301", "b-0302"}
     return Seeded(url, [s for s in sessions if s["session_id"] not in gone], tenant)
 
@@ -242,7 +271,10 @@ def dim(s: dict, name: str) -> str:
 
 
 def matches(s: dict, selection: dict) -> bool:
-    return all(selection[d] == ALL or dim(s, d) in selection[d] for d in DIMENSIONS)
+    tenants = selection.get("tenant", ALL)
+    return (tenants == ALL or TENANT_IDS[s["tenant"]] in tenants) and all(
+        selection[d] == ALL or dim(s, d) in selection[d] for d in DIMENSIONS
+    )
 
 
 def failed(s: dict) -> bool:
@@ -464,7 +496,14 @@ def recent_sessions(case: Case) -> list[dict]:
 def chosen_session(case: Case) -> dict | None:
     start, end = case.time_range.start, case.time_range.end
     wanted = [s for s in case.sessions if s["session_id"] == case.selection["session_id"]]
-    return wanted[0] if wanted and start <= wanted[0]["ended_at"] <= end else None
+    tenants = case.selection["tenant"]
+    return (
+        wanted[0]
+        if wanted
+        and start <= wanted[0]["ended_at"] <= end
+        and (tenants == ALL or TENANT_IDS[wanted[0]["tenant"]] in tenants)
+        else None
+    )
 
 
 def session_columns(case: Case) -> list[dict]:
@@ -481,7 +520,7 @@ def session_columns(case: Case) -> list[dict]:
     }
     columns = [{"Column": c, "Value": known.get(c, ANY)} for c in SESSIONS_COLUMNS]
     if case.tenant is not None:  # added last by migration *_add_tenants_and_api_keys
-        columns.append({"Column": "tenant_id", "Value": str(case.tenant)})
+        columns.append({"Column": "tenant_id", "Value": TENANT_IDS[s["tenant"]]})
     return columns
 
 
@@ -614,6 +653,35 @@ def test_series_sum_to_the_stats(seeded, span: str, scenario: str):
     assert math.isclose(failures / total["Sessions"], rate["Playback failure rate"], rel_tol=1e-9)
 
 
+@pytest.mark.parametrize("span", RANGES)
+def test_all_tenants_is_the_sum_of_each_tenant(seeded, span: str):
+    """Each tenant's numbers come from its own rollup rows, and "All" adds them up."""
+    time_range = RANGES[span]
+    by_tenant = [SCENARIOS["all"] | {"tenant": [t]} for t in TENANT_IDS.values()]
+    counts = [panel_rows(seeded, "Sessions", time_range, sel)[0]["Sessions"] for sel in by_tenant]
+    [total] = panel_rows(seeded, "Sessions", time_range, SCENARIOS["all"])
+    assert all(counts) and sum(counts) == total["Sessions"]
+    for query in QUERIES:
+        if query.dashboard_uid != "m3w-qoe-breakdowns":
+            continue
+        rows = [run(seeded.dsn, query.render(time_range, sel)) for sel in by_tenant]
+        every = run(seeded.dsn, query.render(time_range, SCENARIOS["all"]))
+        assert sum(r["Sessions"] for part in rows for r in part) == sum(
+            r["Sessions"] for r in every
+        ), query.key
+
+
+def test_the_explorers_lookup_by_session_id_is_indexed(seeded):
+    """The primary key starts with tenant_id now: the session id has an index of its own."""
+    with psycopg.connect(seeded.dsn) as conn:
+        [(indexes,)] = conn.execute(
+            "SELECT count(*) FROM pg_index AS i"
+            " JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]"
+            " WHERE i.indrelid = 'sessions'::regclass AND a.attname = 'session_id'"
+        ).fetchall()
+    assert indexes >= 1
+
+
 @pytest.mark.parametrize("span", ["5m", "1h", "90m-mid-hour", "6h", "2d", "7d", "35d"])
 def test_series_buckets_follow_the_interval(span: str):
     """Minute buckets for short ranges; whole hours (partly from the rollup) from a day up:
@@ -647,7 +715,10 @@ def test_variable_queries_list_the_values_in_range_with_nulls_as_unknown(seeded,
                 time_range = RANGES[span]
                 sql = render_variable_query(dashboard, variable, time_range, selection)
                 values = [next(iter(r.values())) for r in run(seeded.dsn, sql)]
-                scope = {d: ALL for d in DIMENSIONS}
+                if variable["name"] == "tenant":  # the texts (slugs), not filtered by range
+                    assert values == sorted(TENANT_IDS), scenario
+                    continue
+                scope = {d: ALL for d in DIMENSIONS} | {"tenant": selection["tenant"]}
                 if variable["name"] == "app_version":
                     scope["app_name"] = selection["app_name"]
                 in_range = Case(seeded.sessions, time_range, scope).exact()

@@ -296,6 +296,35 @@ def test_every_qoe_panel_applies_every_dimension_variable():
             )
 
 
+def test_qoe_dashboards_filter_every_panel_and_variable_by_tenant():
+    """Issue 7: a `tenant` variable (multi, All by default) over `tenants`, passed to every
+    panel query and to every other variable's query."""
+    for uid in ("m3w-qoe-overview", "m3w-qoe-breakdowns", "m3w-session-explorer"):
+        variables = DASHBOARDS[uid]["templating"]["list"]
+        tenant = next(v for v in variables if v["name"] == "tenant")
+        assert tenant["multi"] and tenant["includeAll"] and tenant["allValue"] == "'*'"
+        assert tenant["current"]["value"] == ["$__all"]
+        assert re.search(r"\bFROM tenants\b", tenant["query"])
+        for variable in variables:
+            if variable["type"] == "query" and variable is not tenant:
+                assert "ARRAY[$tenant]" in variable["query"], (uid, variable["name"])
+    for query in sql_panel_queries():
+        assert "ARRAY[$tenant]" in query.sql, query.key
+    # The backend health: the two metrics with a `tenant` label follow the variable.
+    health = DASHBOARDS["m3w-backend-health"]
+    [tenant] = health["templating"]["list"]
+    assert tenant["name"] == "tenant" and tenant["multi"] and tenant["includeAll"]
+    for name, expr in prometheus_exprs():
+        if "sessions_ingested_total" in expr or "sessions_rejected_total" in expr:
+            assert 'tenant=~"$tenant"' in expr, name
+    # Alert rules: per tenant (one series per tenant), or every tenant said explicitly.
+    for rule in load_alert_rules():
+        for node in rule["data"]:
+            sql = node["model"].get("rawSql")
+            if sql:
+                assert "ARRAY[t.id::text]" in sql or "'{*}')" in sql, rule["uid"]
+
+
 # ------------------------------------------------------------------ Prometheus panels
 
 PROMQL_WORDS = {

@@ -61,35 +61,35 @@ def test_refresh_may_outlast_the_statement_timeout(postgres_server):
 HOURLY_FROM_SESSIONS = """
     SELECT * FROM qoe_hourly_aggregate(ARRAY(
         SELECT DISTINCT date_trunc('hour', ended_at, 'UTC') FROM sessions))
-    ORDER BY hour, app_name, app_version, stream_type, device_os"""
+    ORDER BY hour, tenant_id, app_name, app_version, stream_type, device_os"""
 BREAKDOWN_FROM_SESSIONS = """
     SELECT a.* FROM unnest(ARRAY['app_version', 'device_model', 'device_os_version',
                                  'content_id']) AS dimension,
          qoe_{period}_breakdown_aggregate(ARRAY(
              SELECT DISTINCT date_trunc('{period_unit}', ended_at, 'UTC') FROM sessions),
              dimension) AS a
-    ORDER BY 1, 2, 3, 4, 5, 6, 7"""
+    ORDER BY 1, 2, 3, 4, 5, 6, 7, a.tenant_id"""
 BREAKDOWN_ROLLUP = """
     SELECT * FROM qoe_{period}_breakdown_rollup WHERE dimension NOT LIKE '% total'
-    ORDER BY 1, 2, 3, 4, 5, 6, 7"""
+    ORDER BY 1, 2, 3, 4, 5, 6, 7, tenant_id"""
 # The '<dimension> total' rows are the detailed rows summed over the filter dimensions.
 TOTALS = """
     SELECT {column}, dimension || ' total', value,
            CASE WHEN dimension = 'app_version' THEN app_name ELSE 'all' END,
            sum(sessions), sum(failed_sessions), sum(started_sessions), sum(rebuffer_ms_sum),
-           sum(watch_ms_sum), sum(startup_histogram)
-    FROM {table} WHERE dimension NOT LIKE '% total' GROUP BY 1, 2, 3, 4
-    ORDER BY 1, 2, 3, 4"""
+           sum(watch_ms_sum), sum(startup_histogram), tenant_id
+    FROM {table} WHERE dimension NOT LIKE '% total' GROUP BY 1, 2, 3, 4, tenant_id
+    ORDER BY 1, 2, 3, 4, tenant_id"""
 STORED_TOTALS = """
     SELECT {column}, dimension, value, app_name, sessions, failed_sessions, started_sessions,
-           rebuffer_ms_sum, watch_ms_sum, startup_histogram
+           rebuffer_ms_sum, watch_ms_sum, startup_histogram, tenant_id
     FROM {table} WHERE dimension LIKE '% total'
-    ORDER BY 1, 2, 3, 4"""
+    ORDER BY 1, 2, 3, 4, tenant_id"""
 
 
 def rollups_match_sessions(conn: psycopg.Connection) -> bool:
     """Every rollup equals its recomputation from `sessions` as this connection sees it."""
-    hourly = "SELECT * FROM qoe_hourly_rollup ORDER BY 1, 2, 3, 4, 5"
+    hourly = "SELECT * FROM qoe_hourly_rollup ORDER BY hour, tenant_id, 2, 3, 4, 5"
     if conn.execute(hourly).fetchall() != conn.execute(HOURLY_FROM_SESSIONS).fetchall():
         return False
     for period, column in (("hourly", "hour"), ("daily", "day")):
