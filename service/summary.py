@@ -144,18 +144,17 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
 # The JSON schemas below are what the OpenAPI document says (service/openapi_doc.py): each
 # states exactly what its validator accepts.
 _UNKNOWN_OR_NULL = [{"const": UNKNOWN_SENTINEL}, {"type": "null"}]
+
+
+def _number_or_unknown(maximum: float) -> dict[str, Any]:
+    return {"anyOf": [{"type": "number", "minimum": 0, "maximum": maximum}, *_UNKNOWN_OR_NULL]}
+
+
 KBPS_MAX = INT8_MAX // 1000  # kbps x 1000 is stored in a bigint (bits per second)
 Kbps = Annotated[
     float | None,
     PlainValidator(_check_rate),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "number", "minimum": 0, "maximum": KBPS_MAX},
-                *_UNKNOWN_OR_NULL,
-            ]
-        }
-    ),
+    WithJsonSchema(_number_or_unknown(KBPS_MAX)),
 ]
 Text = Annotated[
     str | None,
@@ -165,14 +164,7 @@ Text = Annotated[
 Ratio = Annotated[
     float | None,
     PlainValidator(_check_ratio),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "number", "minimum": 0, "maximum": DOUBLE_MAX},
-                *_UNKNOWN_OR_NULL,
-            ]
-        }
-    ),
+    WithJsonSchema(_number_or_unknown(DOUBLE_MAX)),
 ]
 SessionId = Annotated[
     str,
