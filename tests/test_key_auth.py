@@ -120,9 +120,10 @@ def test_an_expired_key_is_refused_though_the_cache_time_is_longer(tenancy_db, t
     key = new_key(tenancy_db, slug, "--expires-in", "1")
     env = server_env(tenancy_db, M3W_KEY_CACHE_SECONDS="3600")
     with RunningServer(env, tmp_path / "server.log") as server:
-        # A day is too long to wait for: the key's expiry is brought forward to seconds.
+        # A day is too long to wait for: the key's expiry is brought forward to seconds,
+        # enough for the one request below on a loaded machine, well inside wait_until's 30 s.
         Database(tenancy_db).query(
-            "UPDATE api_keys SET expires_at = now() + interval '4 seconds' "
+            "UPDATE api_keys SET expires_at = now() + interval '10 seconds' "
             "WHERE key_hash = sha256(%s) RETURNING id",
             key.encode(),
         )
