@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from service.config import DatabaseUrl
 from service.keys import Caller, Tenant
-from service.store import _DatabaseThreads, _module, _within
+from service.store import DatabaseThreads, queries_module, within_deadline
 
 LOOKUP_BACKLOG = 64
 
@@ -30,8 +30,8 @@ class FoundKey:
 class KeyStore:
     def __init__(self, url: DatabaseUrl, timeout_seconds: float) -> None:
         self._timeout = timeout_seconds
-        self._queries = _module(url, 1, timeout_seconds)
-        self._thread = _DatabaseThreads(1, backlog=LOOKUP_BACKLOG, name="pg-keys")
+        self._queries = queries_module(url, 1, timeout_seconds)
+        self._thread = DatabaseThreads(1, backlog=LOOKUP_BACKLOG, name="pg-keys")
 
     async def find_key(self, digest: bytes) -> FoundKey | None:
         """The usable key with this SHA-256 (None: unknown, revoked or expired); raises
@@ -62,4 +62,4 @@ class KeyStore:
     async def _run(self, work):  # type: ignore[no-untyped-def]
         # The driver has its own timeouts; this bounds the wait in any case (store.py).
         deadline = time.monotonic() + self._timeout * 2 + 1
-        return await _within(self._thread.submit(work, deadline), deadline)
+        return await within_deadline(self._thread.submit(work, deadline), deadline)

@@ -83,7 +83,7 @@ class _Job:
             self.loop.call_soon_threadsafe(settle)
 
 
-class _DatabaseThreads:
+class DatabaseThreads:
     """`size` daemon threads running database calls, with at most `backlog` calls waiting
     for one of them (beyond that a call fails at once: the database is not keeping up)."""
 
@@ -124,11 +124,11 @@ class SessionStore:
     def __init__(self, url: DatabaseUrl, pool_size: int, timeout_seconds: float) -> None:
         self._timeout = timeout_seconds
         self._closed = False
-        self._queries = _module(url, pool_size, timeout_seconds)
+        self._queries = queries_module(url, pool_size, timeout_seconds)
         # Room for a readiness probe or two beside a full set of commits.
-        self._threads = _DatabaseThreads(pool_size, backlog=pool_size, name="pg")
-        self._refresh_queries = _module(url, 1, timeout_seconds)
-        self._refresh_thread = _DatabaseThreads(1, backlog=1, name="pg-rollups")
+        self._threads = DatabaseThreads(pool_size, backlog=pool_size, name="pg")
+        self._refresh_queries = queries_module(url, 1, timeout_seconds)
+        self._refresh_thread = DatabaseThreads(1, backlog=1, name="pg-rollups")
         self._refresh_lock = threading.Lock()
         self._refreshing: tuple[threading.Event, psycopg.Connection] | None = None
         self._cancelling: threading.Thread | None = None
@@ -155,7 +155,7 @@ class SessionStore:
         """Commit the rows in one statement, or raise by `deadline` (default: the store's
         own bound)."""
         deadline = deadline or self._default_deadline()
-        return await _within(self.start_upsert(rows, deadline), deadline)
+        return await within_deadline(self.start_upsert(rows, deadline), deadline)
 
     async def refresh_rollups(self, timeout_seconds: float) -> int:
         """Recompute the dashboard rollups of recently written hours (service/rollups.py).
@@ -184,7 +184,7 @@ class SessionStore:
         deadline = time.monotonic() + timeout_seconds + 1
         outcome = self._refresh_thread.submit(refresh, deadline)
         try:
-            return await _within(outcome, deadline)
+            return await within_deadline(outcome, deadline)
         except BaseException:
             if not outcome.done() or outcome.cancelled():
                 cancelled.set()
@@ -195,7 +195,10 @@ class SessionStore:
         deadline = time.monotonic() + timeout_seconds if timeout_seconds else None
         deadline = deadline or self._default_deadline()
         try:
-            return await _within(self._threads.submit(self._queries.ping, deadline), deadline) == 1
+            return (
+                await within_deadline(self._threads.submit(self._queries.ping, deadline), deadline)
+                == 1
+            )
         except DatabaseUnavailable:
             return False
 
@@ -242,7 +245,8 @@ class SessionStore:
         return time.monotonic() + self._timeout * 2 + 1
 
 
-async def _within(outcome: asyncio.Future[T], deadline: float) -> T:
+async def within_deadline(outcome: asyncio.Future[T], deadline: float) -> T:
+    """The call's result, or DatabaseUnavailable once `deadline` (monotonic) has passed."""
     try:
         return await asyncio.wait_for(
             asyncio.shield(outcome), max(0.0, deadline - time.monotonic())
@@ -255,7 +259,10 @@ async def _within(outcome: asyncio.Future[T], deadline: float) -> T:
         raise
 
 
-def _module(url: DatabaseUrl, pool_size: int, timeout_seconds: float) -> pugsql.compiler.Module:
+def queries_module(
+    url: DatabaseUrl, pool_size: int, timeout_seconds: float
+) -> pugsql.compiler.Module:
+    """The named queries of `queries/` on an engine of `pool_size` connections."""
     queries = pugsql.module(str(QUERIES_DIR))
     queries.setengine(
         create_engine(
