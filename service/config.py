@@ -105,6 +105,16 @@ class Settings:
     # How long a worker trusts what it learnt about an API key (service/key_auth.py): a
     # revoked or expired key is refused everywhere within this many seconds.
     key_cache_seconds: int = 30
+    # Requests per window and API key across the whole deployment (service/rate_limit.py);
+    # 0: no limit (the default: every phone of an app shares its key). A key's own
+    # `--rate-limit` overrides it.
+    rate_limit_requests: int = 0
+    rate_limit_window_seconds: int = 60
+    # Sessions whose ended_at is older than this many days are pruned (service/retention.py);
+    # 0: kept forever. A tenant's own `--retention-days` overrides it.
+    retention_days: int = 0
+    retention_interval_seconds: int = 3600  # 0: the service never prunes (`m3w prune` does)
+    rollup_retention_days: int = 0  # dashboard rollups outlive the sessions; 0: forever
 
     @property
     def uses_default_api_key(self) -> bool:
@@ -153,6 +163,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         keep_alive_seconds=_int(env, "M3W_KEEP_ALIVE_SECONDS", 15, 1, 3600),
         max_connections=_int(env, "M3W_MAX_CONNECTIONS", 1000, 1, 1_000_000),
         key_cache_seconds=_int(env, "M3W_KEY_CACHE_SECONDS", 30, 1, 3600),
+        rate_limit_requests=_int(env, "RATE_LIMIT_REQUESTS", 0, 0, 1_000_000_000),
+        rate_limit_window_seconds=_int(env, "RATE_LIMIT_WINDOW_SEC", 60, 1, 86_400),
+        retention_days=_int(env, "RETENTION_DAYS", 0, 0, 36_500),
+        retention_interval_seconds=_int(env, "M3W_RETENTION_INTERVAL_SECONDS", 3600, 0, 604_800),
+        rollup_retention_days=_int(env, "ROLLUP_RETENTION_DAYS", 0, 0, 36_500),
     )
 
 
