@@ -9,13 +9,19 @@ test lets go once /metrics shows them queued.
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import httpx
 import psycopg
 import pytest
 
+from service.errors import DatabaseUnavailable
 from service.migrations import dbmate
+from service.session_row import to_row
+from service.store import COMMIT_MARGIN_SECONDS, SessionStore
+from service.summary import validate_summary
 from tests.conftest import TEST_API_KEY, Database, create_database, server_env
 from tests.payloads import payload_a
 from tests.servers import RunningServer
@@ -27,6 +33,7 @@ from tests.signals import (
     wait_for_commits_blocked,
     wait_for_metric,
     wait_until,
+    wait_until_service_idle,
 )
 
 # One commit at a time, and a commit timeout far beyond what the held lock takes.
@@ -255,3 +262,38 @@ def test_a_failed_batch_commit_that_is_not_the_data_answers_non_2xx(poisonable_d
     assert metric(scraped, 'sessions_rejected_total{reason="internal_error"}') == 2
     assert metric(scraped, "database_errors_total") == 1
     assert metric_or_zero(scraped, "sessions_ingested_total") == 0
+
+
+@pytest.mark.parametrize("time_left", ["plenty", "too little"])
+def test_an_upsert_commits_only_while_its_client_still_waits(database_url, db, time_left):
+    """An upsert held up (a table lock) until its deadline is within COMMIT_MARGIN_SECONDS
+    does not commit: its client is being answered 503 and told to send it again. With time
+    left, the same upsert commits once the lock goes."""
+    store = SessionStore(database_url, pool_size=1, timeout_seconds=30)
+    body = payload_a()
+    row = to_row(validate_summary(body), json.dumps(body)).for_tenant(db.tenant())
+
+    async def attempt() -> int:
+        deadline = time.monotonic() + (60 if time_left == "plenty" else 2)
+        with sessions_locked(database_url):
+            outcome = store.start_upsert([row], deadline)
+            await asyncio.to_thread(wait_for_commits_blocked, database_url)
+            if time_left == "too little":
+                await asyncio.to_thread(
+                    wait_until,
+                    lambda: time.monotonic() >= deadline - COMMIT_MARGIN_SECONDS,
+                    "the last moment to commit has passed",
+                )
+        return await asyncio.wait_for(outcome, timeout=30)
+
+    try:
+        if time_left == "plenty":
+            assert asyncio.run(attempt()) == 1
+            assert db.session(body["sessionId"]) is not None
+        else:
+            with pytest.raises(DatabaseUnavailable):
+                asyncio.run(attempt())
+            wait_until_service_idle(database_url)  # the transaction has ended
+            assert db.count() == 0
+    finally:
+        store.close()
