@@ -13,6 +13,8 @@ run so that the ratios compare like with like:
   - per-tenant keys against M3W_API_KEY (issue 7): validate-only and durable throughput
     at 32 and 256 connections with a stored `m3w_` key (cache hits) and with the env key,
     alternated round by round, and the change of the durable/validate ratio (<= 5% drop);
+  - with --rate-limit (issue 8): the same runs with a stored key whose rate limit is never
+    reached against the same tenant's unlimited key, and the limiter's cost (<= 5%);
   - RSS of each worker before and after.
 
 The machine is shared and noisy: compare the ratios of one run, and the load average
@@ -186,6 +188,13 @@ def main() -> int:
     parser.add_argument(
         "--key-duration", type=int, default=3, help="seconds per run of that comparison"
     )
+    parser.add_argument(
+        "--rate-limit",
+        action="store_true",
+        help="also compare a stored key with a rate limit configured but never reached against "
+        "the same tenant's unlimited key (the limiter's cost; --key-rounds rounds, 4 if 0, "
+        "of --key-duration seconds)",
+    )
     args = parser.parse_args()
 
     ensure_wrk()
@@ -321,6 +330,12 @@ def run_all(url: DatabaseUrl, scratch: Path, args: argparse.Namespace, postmaste
     # find the key with one query each and serve it from their caches.
     tenant = new_tenant(url, "bench")
     tenant_key = new_key(url, tenant, "--name", "bench")
+    # With --rate-limit: the same tenant's key with a limit no run reaches (issue 8).
+    limited_key = (
+        new_key(url, tenant, "--name", "limited", "--rate-limit", str(NEVER_REACHED))
+        if args.rate_limit
+        else ""
+    )
     server = start_server(url, args.workers, scratch / "server.log")
     bench = Bench(server, url, args.threads, [], postmaster, tenant_key=tenant_key, tenant=tenant)
     report["stored_runs"] = bench.stored_runs
@@ -338,6 +353,9 @@ def run_all(url: DatabaseUrl, scratch: Path, args: argparse.Namespace, postmaste
             report["closed"][connections] = (validate, durable)
         if args.key_rounds > 0:
             report["keys"] = compare_keys(bench, args.key_duration, args.key_rounds)
+        if args.rate_limit:
+            rounds = args.key_rounds or 4
+            report["rate_limit"] = compare_rate_limit(bench, limited_key, args.key_duration, rounds)
         for rate in (LIGHT_RATE, BUSY_RATE):
             print(f"open loop, {rate:,} sessions/s offered ...", flush=True)
             report[f"paced{rate}"] = bench.wrk(
@@ -509,6 +527,9 @@ def print_report(report: dict, args: argparse.Namespace) -> int:
     if "keys" in report:
         print()
         print_key_comparison(report["keys"], args, check)
+    if "rate_limit" in report:
+        print()
+        print_rate_limit_comparison(report["rate_limit"], args, check)
     print()
     print("Open loop, durable (requests sent on a clock)")
     light, busy = report[f"paced{LIGHT_RATE}"], report[f"paced{BUSY_RATE}"]
@@ -601,6 +622,95 @@ def print_key_comparison(
         "  (ratio: all rounds' 2xx over all rounds' seconds; p50: median round, p99: worst"
         " round, of the durable runs; svc CPU: the service's processes per validate-only and"
         " per durable request; the spread of the rounds is the machine's noise)"
+    )
+
+
+# Issue 8: a rate limit configured but never reached may cost at most 5% of the durable
+# throughput without it. The limited key allows this many requests per window.
+NEVER_REACHED = 1_000_000_000
+RATE_LIMIT_MAX_COST = 0.05
+
+
+def compare_rate_limit(bench: Bench, limited_key: str, duration: int, rounds: int) -> KeyRuns:
+    """Closed-loop validate-only and durable runs with the tenant's unlimited key and with its
+    key limited to NEVER_REACHED per window, at each of KEY_COMPARE_CONNECTIONS, ABBA as in
+    compare_keys: connections -> limited? -> [(validate, durable) per round]. The limited
+    key's workers reconcile through PostgreSQL about once a second meanwhile."""
+    unlimited_key = bench.tenant_key
+    runs: KeyRuns = {c: {False: [], True: []} for c in KEY_COMPARE_CONNECTIONS}
+    try:
+        for key in (unlimited_key, limited_key):  # each key's first lookup per worker
+            bench.tenant_key = key
+            bench.wrk(DURABLE, duration=1, connections=32, name="limitwarm", tenant_key=True)
+        for round_ in range(rounds):
+            order = (False, True) if round_ % 2 == 0 else (True, False)
+            for connections in KEY_COMPARE_CONNECTIONS:
+                print(
+                    f"rate limit never reached vs none, {connections} connections, "
+                    f"round {round_ + 1}/{rounds} ...",
+                    flush=True,
+                )
+                for limited in order:
+                    bench.tenant_key = limited_key if limited else unlimited_key
+                    label = f"l{connections}{'l' if limited else 'u'}{round_ + 1}"
+                    validate = bench.wrk(
+                        VALIDATE, duration=duration, connections=connections, tenant_key=True
+                    )
+                    durable = bench.wrk(
+                        DURABLE,
+                        duration=duration,
+                        connections=connections,
+                        name=label,
+                        tenant_key=True,
+                    )
+                    runs[connections][limited].append((validate, durable))
+    finally:
+        bench.tenant_key = unlimited_key
+    return runs
+
+
+def print_rate_limit_comparison(
+    runs: KeyRuns, args: argparse.Namespace, check: Callable[[bool], str]
+) -> None:
+    rounds = len(next(iter(runs.values()))[False])
+    print(
+        f"Rate limit configured but never reached ({NEVER_REACHED:,} per window) vs none, one "
+        f"tenant's stored keys: closed loop, {rounds} round(s) of {args.key_duration}s, "
+        "alternated"
+    )
+    print(
+        f"  {'conns':>5}  {'key':<9}  {'validate/s':>10}  {'durable/s':>10}  {'p50 ms':>7}  "
+        f"{'p99 ms':>7}  {'svc CPU ms/req v, d':>19}"
+    )
+    for connections, by_key in runs.items():
+        for limited in (False, True):
+            pairs = by_key[limited]
+            p50 = sorted(d.p50_ms for _, d in pairs)[len(pairs) // 2]
+            cpu = (
+                f"{service_cpu_ms([v for v, _ in pairs]):.2f}, "
+                f"{service_cpu_ms([d for _, d in pairs]):.2f}"
+            )
+            print(
+                f"  {connections:>5}  {'limited' if limited else 'unlimited':<9}  "
+                f"{throughput([v for v, _ in pairs]):>10,.0f}  "
+                f"{throughput([d for _, d in pairs]):>10,.0f}  {p50:>7.2f}  "
+                f"{max(d.p99_ms for _, d in pairs):>7.2f}  {cpu:>19}"
+            )
+        durable = [throughput([d for _, d in by_key[limited]]) for limited in (False, True)]
+        validate = [throughput([v for v, _ in by_key[limited]]) for limited in (False, True)]
+        cost = 1 - durable[1] / durable[0]
+        per_round = ", ".join(
+            f"{1 - d_l.per_second / d_u.per_second:+.0%}"
+            for (_, d_u), (_, d_l) in zip(by_key[False], by_key[True], strict=True)
+        )
+        print(
+            f"  {connections:>5}  cost of the limiter, durable: {cost:+.1%} "
+            f"(<= {RATE_LIMIT_MAX_COST:.0%}) {check(cost <= RATE_LIMIT_MAX_COST)}; "
+            f"validate-only: {1 - validate[1] / validate[0]:+.1%}; durable per round {per_round}"
+        )
+    print(
+        "  (cost: 1 - limited/unlimited throughput over all rounds, negative = faster with the"
+        " limit; the spread of the rounds is the machine's noise)"
     )
 
 

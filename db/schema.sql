@@ -24,7 +24,7 @@ CREATE FUNCTION public.clear_qoe_rollups() RETURNS trigger
     AS $$
 BEGIN
     TRUNCATE qoe_hourly_rollup, qoe_hourly_breakdown_rollup, qoe_daily_breakdown_rollup,
-             qoe_rollup_dirty_hours;
+             qoe_rollup_dirty_hours, qoe_pruned_before;
     RETURN NULL;
 END
 $$;
@@ -83,17 +83,92 @@ CREATE FUNCTION public.mark_qoe_rollups_dirty() RETURNS trigger
 BEGIN
     IF TG_OP = 'INSERT' THEN
         INSERT INTO qoe_rollup_dirty_hours (hour)
-        SELECT DISTINCT date_trunc('hour', ended_at, 'UTC') FROM new_rows;
+        SELECT DISTINCT date_trunc('hour', r.ended_at, 'UTC') FROM new_rows AS r
+        WHERE NOT EXISTS (SELECT FROM qoe_pruned_before AS p
+                          WHERE p.tenant_id = r.tenant_id AND r.ended_at < p.pruned_before);
     ELSIF TG_OP = 'UPDATE' THEN
         INSERT INTO qoe_rollup_dirty_hours (hour)
-        SELECT date_trunc('hour', ended_at, 'UTC') FROM old_rows
+        SELECT date_trunc('hour', r.ended_at, 'UTC') FROM old_rows AS r
+        WHERE NOT EXISTS (SELECT FROM qoe_pruned_before AS p
+                          WHERE p.tenant_id = r.tenant_id AND r.ended_at < p.pruned_before)
         UNION
-        SELECT date_trunc('hour', ended_at, 'UTC') FROM new_rows;
+        SELECT date_trunc('hour', r.ended_at, 'UTC') FROM new_rows AS r
+        WHERE NOT EXISTS (SELECT FROM qoe_pruned_before AS p
+                          WHERE p.tenant_id = r.tenant_id AND r.ended_at < p.pruned_before);
     ELSE
         INSERT INTO qoe_rollup_dirty_hours (hour)
-        SELECT DISTINCT date_trunc('hour', ended_at, 'UTC') FROM old_rows;
+        SELECT DISTINCT date_trunc('hour', r.ended_at, 'UTC') FROM old_rows AS r
+        WHERE NOT EXISTS (SELECT FROM qoe_pruned_before AS p
+                          WHERE p.tenant_id = r.tenant_id AND r.ended_at < p.pruned_before);
     END IF;
     RETURN NULL;
+END
+$$;
+
+
+--
+-- Name: prune_qoe_rollups_batch(timestamp with time zone, integer); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.prune_qoe_rollups_batch(cutoff timestamp with time zone, batch_size integer) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    deleted integer;
+    more integer;
+BEGIN
+    IF cutoff IS DISTINCT FROM date_trunc('day', cutoff, 'UTC') THEN
+        RAISE EXCEPTION 'the rollup cutoff % is not a UTC midnight', cutoff;
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtext('refresh_qoe_rollups'));
+    DELETE FROM qoe_hourly_rollup
+    WHERE ctid = ANY (ARRAY(SELECT ctid FROM qoe_hourly_rollup
+                            WHERE hour < cutoff LIMIT batch_size));
+    GET DIAGNOSTICS deleted = ROW_COUNT;
+    IF deleted < batch_size THEN
+        DELETE FROM qoe_hourly_breakdown_rollup
+        WHERE ctid = ANY (ARRAY(SELECT ctid FROM qoe_hourly_breakdown_rollup
+                                WHERE hour < cutoff LIMIT batch_size - deleted));
+        GET DIAGNOSTICS more = ROW_COUNT;
+        deleted := deleted + more;
+    END IF;
+    IF deleted < batch_size THEN
+        DELETE FROM qoe_daily_breakdown_rollup
+        WHERE ctid = ANY (ARRAY(SELECT ctid FROM qoe_daily_breakdown_rollup
+                                WHERE day < cutoff LIMIT batch_size - deleted));
+        GET DIAGNOSTICS more = ROW_COUNT;
+        deleted := deleted + more;
+    END IF;
+    RETURN deleted;
+END
+$$;
+
+
+--
+-- Name: prune_sessions_batch(integer, timestamp with time zone, integer); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.prune_sessions_batch(tenant integer, cutoff timestamp with time zone, batch_size integer) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    deleted integer;
+BEGIN
+    IF NOT EXISTS (SELECT FROM qoe_pruned_before AS p
+                   WHERE p.tenant_id = tenant AND p.pruned_before >= cutoff) THEN
+        RAISE EXCEPTION 'the hours of tenant % before % are not sealed '
+            '(qoe_seal_pruned_hours first)', tenant, cutoff;
+    END IF;
+    DELETE FROM sessions AS s
+    WHERE s.tenant_id = tenant
+      AND s.ended_at < cutoff
+      AND s.session_id IN (SELECT o.session_id FROM sessions AS o
+                           WHERE o.tenant_id = tenant AND o.ended_at < cutoff
+                           ORDER BY o.ended_at
+                           LIMIT batch_size);
+    GET DIAGNOSTICS deleted = ROW_COUNT;
+    RETURN deleted;
 END
 $$;
 
@@ -555,6 +630,34 @@ $$;
 
 
 --
+-- Name: qoe_seal_pruned_hours(integer, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.qoe_seal_pruned_hours(tenant integer, cutoff timestamp with time zone) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    refreshed integer;
+BEGIN
+    IF cutoff IS DISTINCT FROM date_trunc('hour', cutoff, 'UTC') THEN
+        RAISE EXCEPTION 'the prune cutoff % is not a whole UTC hour', cutoff;
+    END IF;
+    IF EXISTS (SELECT FROM qoe_pruned_before AS p
+               WHERE p.tenant_id = tenant AND p.pruned_before >= cutoff) THEN
+        RETURN 0;
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtext('refresh_qoe_rollups'));
+    refreshed := refresh_qoe_rollups();  -- the same session holds the lock: it runs
+    INSERT INTO qoe_pruned_before (tenant_id, pruned_before) VALUES (tenant, cutoff)
+    ON CONFLICT (tenant_id) DO UPDATE
+    SET pruned_before = greatest(qoe_pruned_before.pruned_before, EXCLUDED.pruned_before);
+    RETURN refreshed;
+END
+$$;
+
+
+--
 -- Name: qoe_selected(text, text[]); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -671,19 +774,30 @@ BEGIN
     IF hours IS NULL THEN
         RETURN 0;
     END IF;
-    DELETE FROM qoe_hourly_rollup WHERE hour = ANY (hours);
-    INSERT INTO qoe_hourly_rollup SELECT * FROM qoe_hourly_aggregate(hours);
+    DELETE FROM qoe_hourly_rollup AS r
+    WHERE r.hour = ANY (hours)
+      AND NOT EXISTS (SELECT FROM qoe_pruned_before AS p
+                      WHERE p.tenant_id = r.tenant_id AND r.hour < p.pruned_before);
+    INSERT INTO qoe_hourly_rollup
+    SELECT * FROM qoe_hourly_aggregate(hours) AS a
+    WHERE NOT EXISTS (SELECT FROM qoe_pruned_before AS p
+                      WHERE p.tenant_id = a.tenant_id AND a.hour < p.pruned_before);
 
     PERFORM qoe_add_hours_to_days(hours, -1);
-    DELETE FROM qoe_hourly_breakdown_rollup WHERE hour = ANY (hours);
+    DELETE FROM qoe_hourly_breakdown_rollup AS r
+    WHERE r.hour = ANY (hours)
+      AND NOT EXISTS (SELECT FROM qoe_pruned_before AS p
+                      WHERE p.tenant_id = r.tenant_id AND r.hour < p.pruned_before);
     FOREACH breakdown IN ARRAY ARRAY['app_version', 'device_model', 'device_os_version',
                                      'content_id'] LOOP
         INSERT INTO qoe_hourly_breakdown_rollup
-        SELECT * FROM qoe_hourly_breakdown_aggregate(hours, breakdown);
+        SELECT * FROM qoe_hourly_breakdown_aggregate(hours, breakdown) AS a
+        WHERE NOT EXISTS (SELECT FROM qoe_pruned_before AS p
+                          WHERE p.tenant_id = a.tenant_id AND a.hour < p.pruned_before);
     END LOOP;
     -- The same per value across the four filter dimensions, as '<breakdown> total' rows
     -- (the app kept for app versions): what a breakdown with every filter on "All" reads,
-    -- several times fewer rows (qoe_breakdown_rows()).
+    -- several times fewer rows (qoe_breakdown_rows()). A pruned hour has its own already.
     INSERT INTO qoe_hourly_breakdown_rollup
     SELECT r.hour, r.dimension || ' total', r.value,
            CASE WHEN r.dimension = 'app_version' THEN r.app_name ELSE 'all' END,
@@ -692,6 +806,9 @@ BEGIN
            sum(r.startup_histogram), r.tenant_id
     FROM qoe_hourly_breakdown_rollup AS r
     WHERE r.hour = ANY (hours)
+      AND r.dimension NOT LIKE '% total'
+      AND NOT EXISTS (SELECT FROM qoe_pruned_before AS p
+                      WHERE p.tenant_id = r.tenant_id AND r.hour < p.pruned_before)
     GROUP BY 1, 2, 3, 4, r.tenant_id;
     PERFORM qoe_add_hours_to_days(hours, 1);
     RETURN cardinality(hours);
@@ -789,9 +906,11 @@ CREATE TABLE public.api_keys (
     expires_at timestamp with time zone,
     revoked_at timestamp with time zone,
     last_used_at timestamp with time zone,
+    rate_limit integer,
     CONSTRAINT api_keys_key_hash_check CHECK ((length(key_hash) = 32)),
     CONSTRAINT api_keys_name_check CHECK ((length(name) <= 200)),
-    CONSTRAINT api_keys_prefix_check CHECK (((length(prefix) >= 4) AND (length(prefix) <= 16)))
+    CONSTRAINT api_keys_prefix_check CHECK (((length(prefix) >= 4) AND (length(prefix) <= 16))),
+    CONSTRAINT api_keys_rate_limit_check CHECK ((rate_limit >= 0))
 );
 
 
@@ -905,6 +1024,17 @@ UNION ALL
 
 
 --
+-- Name: qoe_pruned_before; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.qoe_pruned_before (
+    tenant_id integer NOT NULL,
+    pruned_before timestamp with time zone NOT NULL,
+    CONSTRAINT qoe_pruned_before_pruned_before_check CHECK ((pruned_before = date_trunc('hour'::text, pruned_before, 'UTC'::text)))
+);
+
+
+--
 -- Name: sessions; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -991,6 +1121,23 @@ CREATE VIEW public.qoe_session_facts WITH (security_invoker='true') AS
 
 
 --
+-- Name: rate_limit_counts; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.rate_limit_counts (
+    key_id integer NOT NULL,
+    window_start timestamp with time zone NOT NULL,
+    worker uuid NOT NULL,
+    admitted integer NOT NULL,
+    claimed integer NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT rate_limit_counts_admitted_check CHECK ((admitted >= 0)),
+    CONSTRAINT rate_limit_counts_claimed_check CHECK ((claimed >= 0)),
+    CONSTRAINT rate_limit_counts_key_id_check CHECK ((key_id >= 0))
+);
+
+
+--
 -- Name: schema_migrations; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -1018,7 +1165,9 @@ CREATE TABLE public.tenants (
     slug text NOT NULL,
     name text NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
+    retention_days integer,
     CONSTRAINT tenants_name_check CHECK (((length(name) >= 1) AND (length(name) <= 200))),
+    CONSTRAINT tenants_retention_days_check CHECK (((retention_days >= 0) AND (retention_days <= 36500))),
     CONSTRAINT tenants_slug_check CHECK ((slug ~ '^[a-z0-9-]{1,40}$'::text))
 );
 
@@ -1078,6 +1227,22 @@ ALTER TABLE ONLY public.qoe_hourly_rollup
 
 
 --
+-- Name: qoe_pruned_before qoe_pruned_before_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.qoe_pruned_before
+    ADD CONSTRAINT qoe_pruned_before_pkey PRIMARY KEY (tenant_id);
+
+
+--
+-- Name: rate_limit_counts rate_limit_counts_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.rate_limit_counts
+    ADD CONSTRAINT rate_limit_counts_pkey PRIMARY KEY (key_id, window_start, worker);
+
+
+--
 -- Name: schema_migrations schema_migrations_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -1125,6 +1290,13 @@ CREATE INDEX api_keys_tenant_id_idx ON public.api_keys USING btree (tenant_id);
 
 
 --
+-- Name: rate_limit_counts_window_start_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX rate_limit_counts_window_start_idx ON public.rate_limit_counts USING btree (window_start);
+
+
+--
 -- Name: sessions_ended_at_idx; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -1143,6 +1315,13 @@ CREATE INDEX sessions_session_id_idx ON public.sessions USING btree (session_id)
 --
 
 CREATE INDEX sessions_started_at_idx ON public.sessions USING btree (started_at);
+
+
+--
+-- Name: sessions_tenant_id_ended_at_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX sessions_tenant_id_ended_at_idx ON public.sessions USING btree (tenant_id, ended_at);
 
 
 --
@@ -1179,6 +1358,14 @@ CREATE TRIGGER sessions_mark_rollups_dirty_on_update AFTER UPDATE ON public.sess
 
 ALTER TABLE ONLY public.api_keys
     ADD CONSTRAINT api_keys_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.tenants(id);
+
+
+--
+-- Name: qoe_pruned_before qoe_pruned_before_tenant_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.qoe_pruned_before
+    ADD CONSTRAINT qoe_pruned_before_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.tenants(id) ON DELETE CASCADE;
 
 
 --
@@ -1320,4 +1507,6 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261126100000'),
     ('20261126110000'),
     ('20261126120000'),
-    ('20261126120500');
+    ('20261126120500'),
+    ('20261127100000'),
+    ('20261127110000');

@@ -37,6 +37,7 @@ from service.store import QUERIES_DIR
 COMMANDS = ("tenants", "keys")
 MAX_NAME_LENGTH = 200  # the same CHECK is on tenants.name and api_keys.name
 MAX_EXPIRY_DAYS = 36_500
+MAX_RATE_LIMIT = 1_000_000_000  # as RATE_LIMIT_REQUESTS
 
 
 class AdminError(Exception):
@@ -50,6 +51,21 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     create = tenants.add_parser("create", help="create a tenant")
     create.add_argument("slug", help=f"its short name: {SLUG_PATTERN}")
     create.add_argument("--name", help="display name (default: the slug)")
+    create.add_argument(
+        "--retention-days",
+        type=_retention_days,
+        metavar="N",
+        help="prune its sessions N days after they ended (0: never; default: RETENTION_DAYS)",
+    )
+    update = tenants.add_parser("update", help="change a tenant's settings")
+    update.add_argument("slug", help="the tenant")
+    update.add_argument(
+        "--retention-days",
+        type=_retention_days,
+        metavar="N",
+        required=True,
+        help="prune its sessions N days after they ended; 0: never; `default`: RETENTION_DAYS",
+    )
     tenants.add_parser("list", help="list tenants")
     grant = tenants.add_parser(
         "grant-read",
@@ -58,14 +74,31 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     )
     grant.add_argument("slug", help="the tenant")
 
-    keys = commands.add_parser("keys", help="create, list and revoke API keys").add_subparsers(
-        dest="action", required=True
-    )
+    keys = commands.add_parser(
+        "keys", help="create, list, update and revoke API keys"
+    ).add_subparsers(dest="action", required=True)
     create = keys.add_parser("create", help="create a key: printed once, alone on stdout")
     create.add_argument("--tenant", required=True, help="slug of the tenant the key writes as")
     create.add_argument("--name", default="", help="what the key is for (e.g. the app)")
     create.add_argument(
         "--expires-in", type=_days, metavar="DAYS", help="expire after DAYS days (default: never)"
+    )
+    create.add_argument(
+        "--rate-limit",
+        type=_rate_limit,
+        metavar="N",
+        help="at most N requests per RATE_LIMIT_WINDOW_SEC, every instance together "
+        "(0: unlimited; default: RATE_LIMIT_REQUESTS)",
+    )
+    update = keys.add_parser("update", help="change a key's settings")
+    update.add_argument("id", type=int, help="the key's id (`m3w keys list`)")
+    update.add_argument(
+        "--rate-limit",
+        type=_rate_limit,
+        metavar="N",
+        required=True,
+        help="at most N requests per RATE_LIMIT_WINDOW_SEC; 0: unlimited; `default`: "
+        "RATE_LIMIT_REQUESTS (takes effect within M3W_KEY_CACHE_SECONDS)",
     )
     listing = keys.add_parser("list", help="list keys (never the keys themselves)")
     listing.add_argument("--tenant", help="only this tenant's keys")
@@ -111,7 +144,10 @@ def _create_tenant(queries: Any, args: argparse.Namespace, _: int) -> None:
         )
     name = _name(args.name if args.name is not None else args.slug, allow_empty=False)
     try:
-        tenant = queries.create_tenant(slug=args.slug, name=name)
+        with queries.transaction():
+            tenant = queries.create_tenant(slug=args.slug, name=name)
+            if args.retention_days not in (None, "default"):
+                queries.set_tenant_retention(slug=args.slug, retention_days=args.retention_days)
     except sqlalchemy.exc.IntegrityError:
         raise AdminError(f"tenant {args.slug!r} exists already (`m3w tenants list`)") from None
     print(f"Created tenant {tenant['slug']!r} ({tenant['name']}).")
@@ -119,11 +155,35 @@ def _create_tenant(queries: Any, args: argparse.Namespace, _: int) -> None:
 
 
 def _list_tenants(queries: Any, args: argparse.Namespace, _: int) -> None:
+    retention = {t["slug"]: t["retention_days"] for t in queries.prune_tenants()}
     rows = [
         [t["slug"], t["name"], _when(t["created_at"]), str(t["active_keys"])]
         for t in queries.list_tenants()
     ]
-    _table(["SLUG", "NAME", "CREATED", "ACTIVE KEYS"], rows)
+    header = ["SLUG", "NAME", "CREATED", "ACTIVE KEYS"]
+    # Shown once some tenant has a retention of its own; until then all follow RETENTION_DAYS.
+    if any(days is not None for days in retention.values()):
+        header.append("RETENTION")
+        for row in rows:
+            row.append(_retention(retention.get(row[0])))
+    _table(header, rows)
+
+
+def _update_tenant(queries: Any, args: argparse.Namespace, _: int) -> None:
+    tenant = _tenant(queries, args.slug)
+    days = None if args.retention_days == "default" else args.retention_days
+    queries.set_tenant_retention(slug=tenant["slug"], retention_days=days)
+    kept = "as RETENTION_DAYS says" if days is None else _retention(days)
+    print(
+        f"Tenant {tenant['slug']!r} now keeps its sessions {kept} "
+        "(the next prune applies it; the hours it prunes stay on the dashboards)."
+    )
+
+
+def _retention(days: int | None) -> str:
+    if days is None:
+        return "RETENTION_DAYS"
+    return "forever" if days == 0 else f"{days} days"
 
 
 def _grant_read(queries: Any, args: argparse.Namespace, _: int) -> None:
@@ -169,13 +229,16 @@ def _create_key(queries: Any, args: argparse.Namespace, cache_seconds: int) -> N
     name = _name(args.name, allow_empty=True)
     tenant = _tenant(queries, args.tenant)
     key = new_key()
-    created = queries.create_api_key(
-        tenant_id=tenant["id"],
-        name=name,
-        prefix=display_prefix(key),
-        key_hash=key_hash(key.encode()),
-        expires_in_days=args.expires_in,
-    )
+    with queries.transaction():
+        created = queries.create_api_key(
+            tenant_id=tenant["id"],
+            name=name,
+            prefix=display_prefix(key),
+            key_hash=key_hash(key.encode()),
+            expires_in_days=args.expires_in,
+        )
+        if args.rate_limit not in (None, "default"):
+            queries.set_api_key_rate_limit(id=created["id"], rate_limit=args.rate_limit)
     print(key)  # alone on stdout, for scripts: `KEY=$(m3w keys create --tenant x)`
     expires = f"expires {_when(created['expires_at'])}" if created["expires_at"] else "no expiry"
     _tell(
@@ -189,11 +252,14 @@ def _create_key(queries: Any, args: argparse.Namespace, cache_seconds: int) -> N
 def _list_keys(queries: Any, args: argparse.Namespace, _: int) -> None:
     if args.tenant is not None:
         _tenant(queries, args.tenant)  # an unknown tenant is an error, not an empty list
-    keys = queries.list_api_keys(tenant=args.tenant)
+    limits = {k["id"]: k["rate_limit"] for k in queries.api_key_rate_limits()}
+    keys = [
+        {**k, "rate_limit": limits.get(k["id"])} for k in queries.list_api_keys(tenant=args.tenant)
+    ]
     if args.json:
         fields = (
             "id", "tenant", "name", "prefix", "created_at", "last_used_at", "expires_at",
-            "revoked_at", "state",
+            "revoked_at", "state", "rate_limit",
         )  # fmt: skip
         print(json.dumps([{f: _json_value(k[f]) for f in fields} for k in keys], indent=2))
         return
@@ -206,11 +272,32 @@ def _list_keys(queries: Any, args: argparse.Namespace, _: int) -> None:
             _when(k["created_at"]),
             _when(k["last_used_at"]),
             _when(k["expires_at"]),
+            _limit_text(k["rate_limit"]),
             k["state"],
         ]
         for k in keys
     ]
-    _table(["ID", "TENANT", "NAME", "PREFIX", "CREATED", "LAST USED", "EXPIRES", "STATE"], rows)
+    header = ["ID", "TENANT", "NAME", "PREFIX", "CREATED", "LAST USED", "EXPIRES"]
+    _table([*header, "RATE LIMIT", "STATE"], rows)
+
+
+def _update_key(queries: Any, args: argparse.Namespace, cache_seconds: int) -> None:
+    limit = None if args.rate_limit == "default" else args.rate_limit
+    updated = queries.set_api_key_rate_limit(id=args.id, rate_limit=limit)
+    if updated is None:
+        raise AdminError(f"no API key with id {args.id} (`m3w keys list` shows them)")
+    print(
+        f"Key {updated['id']} ({updated['prefix']}...) of tenant {updated['tenant']!r}: rate "
+        f"limit {_limit_text(updated['rate_limit'])}. Every worker applies it within "
+        f"{cache_seconds} s (M3W_KEY_CACHE_SECONDS)."
+    )
+
+
+def _limit_text(limit: int | None) -> str:
+    """A key's own rate limit as `keys list` shows it."""
+    if limit is None:
+        return "default"  # RATE_LIMIT_REQUESTS of the service
+    return "unlimited" if limit == 0 else f"{limit}/window"
 
 
 def _revoke_key(queries: Any, args: argparse.Namespace, cache_seconds: int) -> None:
@@ -231,9 +318,11 @@ _ACTIONS: dict[tuple[str, str], Callable[[Any, argparse.Namespace, int], None]] 
     ("tenants", "create"): _create_tenant,
     ("tenants", "list"): _list_tenants,
     ("tenants", "grant-read"): _grant_read,
+    ("tenants", "update"): _update_tenant,
     ("keys", "create"): _create_key,
     ("keys", "list"): _list_keys,
     ("keys", "revoke"): _revoke_key,
+    ("keys", "update"): _update_key,
 }
 
 
@@ -267,6 +356,20 @@ def _name(name: str, *, allow_empty: bool) -> str:
     return name
 
 
+def _rate_limit(text: str) -> int | str:
+    if text == "default":
+        return text
+    try:
+        limit = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a whole number of requests (or `default`)"
+        ) from None
+    if not 0 <= limit <= MAX_RATE_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be between 0 (unlimited) and {MAX_RATE_LIMIT}")
+    return limit
+
+
 def _days(text: str) -> int:
     try:
         days = int(text)
@@ -274,6 +377,19 @@ def _days(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of days") from None
     if not 1 <= days <= MAX_EXPIRY_DAYS:
         raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_EXPIRY_DAYS} days")
+    return days
+
+
+def _retention_days(text: str) -> int | str:
+    """N (0: forever), or `default` (RETENTION_DAYS) where the command allows it."""
+    if text == "default":
+        return text
+    try:
+        days = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of days") from None
+    if not 0 <= days <= MAX_EXPIRY_DAYS:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_EXPIRY_DAYS} days")
     return days
 
 

@@ -17,6 +17,7 @@ from service import (
     metrics_dir,
     observability,
     openapi_doc,
+    rate_limit,
     sessions,
     stopping,
     supervision,
@@ -25,6 +26,8 @@ from service.config import Settings, load_settings
 from service.errors import JsonErrorHandler
 from service.key_auth import KeyAuthenticator
 from service.key_store import KeyStore
+from service.rate_limit import RateLimiter, RateLimitStore
+from service.retention import Pruner, prune_forever
 from service.rollups import refresh_rollups_forever
 from service.store import SessionStore
 from service.writer import BatchWriter
@@ -57,6 +60,7 @@ def create_app(*, settings: Settings | None = None) -> Sanic:
     app.on_request(stopping.refuse_when_stopping)
     app.on_response(observability.observe_duration)
     app.on_response(stopping.close_when_stopping)
+    app.on_response(rate_limit.add_headers)  # X-RateLimit-* on every answer to a limited key
     app.register_listener(supervision.supervise_workers, "main_process_ready")
     app.register_listener(stopping.catch_stop_signals, "after_server_start")
     metrics_dir.attach(app)  # with workers: their shared samples directory
@@ -95,13 +99,30 @@ async def _open_resources(app: Sanic) -> None:
     # API keys: looked up on a connection and thread of their own (service/key_auth.py).
     app.ctx.key_store = KeyStore(settings.database_url, settings.db_timeout_seconds)
     app.ctx.keys = KeyAuthenticator(app.ctx.key_store, settings)
+    # Per-key rate limits, reconciled across workers and instances (service/rate_limit.py).
+    app.ctx.limiter = RateLimiter(
+        RateLimitStore(settings.database_url, settings.db_timeout_seconds), settings
+    )
     # Background loops are our own tasks rather than app.add_task()s: Sanic logs a warning
     # for every such task it cancels at stop, and a stop is routine (_stop_background).
     loop = asyncio.get_running_loop()
     app.ctx.background = [loop.create_task(app.ctx.keys.record_use_forever(), name="api-key-use")]
+    app.ctx.background.append(
+        loop.create_task(app.ctx.limiter.reconcile_forever(), name="rate-limit-reconcile")
+    )
     if settings.rollup_refresh_seconds:
         refresh = refresh_rollups_forever(app.ctx.store, settings.rollup_refresh_seconds)
         app.ctx.background.append(loop.create_task(refresh, name="rollup-refresh"))
+    # Retention: every worker tries each round; the advisory lock lets one of them prune.
+    app.ctx.pruner = Pruner(
+        settings.database_url,
+        settings.db_timeout_seconds,
+        settings.retention_days,
+        settings.rollup_retention_days,
+    )
+    if settings.retention_interval_seconds:
+        prune = prune_forever(app.ctx.pruner, settings.retention_interval_seconds)
+        app.ctx.background.append(loop.create_task(prune, name="retention"))
 
 
 async def _note_stop_requested(app: Sanic) -> None:
@@ -128,5 +149,7 @@ async def _drain_and_close(app: Sanic) -> None:
     with contextlib.suppress(Exception):
         await asyncio.wait_for(app.ctx.keys.record_use(), timeout=1)
     app.ctx.key_store.close()
+    app.ctx.limiter.close()
+    app.ctx.pruner.close()
     app.ctx.store.close()
     metrics.forget_process(os.getpid())

@@ -28,6 +28,13 @@ def main(argv: list[str] | None = None) -> int:
         "serve", help="serve the API (embedded PostgreSQL in M3W_DATA_DIR unless DATABASE_URL)"
     )
     commands.add_parser("migrate", help="apply pending migrations to the configured database")
+    prune = commands.add_parser(
+        "prune",
+        help="delete the sessions past their retention (RETENTION_DAYS, a tenant's "
+        "--retention-days) and rollup rows past ROLLUP_RETENTION_DAYS, now; prints what it "
+        "deletes per tenant",
+    )
+    prune.add_argument("--dry-run", action="store_true", help="only print what it would delete")
     admin.add_commands(commands)
     args = parser.parse_args(argv)
     try:
@@ -39,6 +46,12 @@ def main(argv: list[str] | None = None) -> int:
             # key alone on it), so the embedded database's messages go to stderr.
             with database(settings, say=_say_on_stderr) as db:
                 return admin.run(args, db.migrations, settings.key_cache_seconds)
+        elif args.command == "prune":
+            from service import retention  # imports the service's modules: only when used
+
+            # As the schema owner, like the admin commands; the report alone on stdout.
+            with database(settings, say=_say_on_stderr) as db:
+                return retention.run_command(args.dry_run, db.migrations, settings)
         else:
             with database(settings) as db:
                 _say(dbmate(db.migrations, "up").stdout.strip() or "Database is up to date.")

@@ -25,7 +25,7 @@ _CODES_BY_STATUS = {
     413: "PAYLOAD_TOO_LARGE",
     414: "URI_TOO_LONG",
     415: "UNSUPPORTED_MEDIA_TYPE",
-    429: "RATE_LIMIT_EXCEEDED",
+    429: "RATE_LIMITED",
     431: "HEADERS_TOO_LARGE",
     503: "SERVICE_UNAVAILABLE",
 }
@@ -78,6 +78,18 @@ class QueueFull(ApiError):
     status = 503
     code = "QUEUE_FULL"
     headers: ClassVar[dict[str, str]] = {"Retry-After": "1"}
+
+
+class RateLimited(ApiError):
+    """The API key used up its requests of the current window (service/rate_limit.py);
+    `headers` say when to come back (Retry-After) and the X-RateLimit-* state."""
+
+    status = 429
+    code = "RATE_LIMITED"
+
+    def __init__(self, message: str, headers: dict[str, str]) -> None:
+        super().__init__(message)
+        self.headers = headers  # type: ignore[misc]  # this refusal's own, not the class's
 
 
 class ShuttingDown(ApiError):

@@ -40,7 +40,7 @@ class KeyStore:
         if row is None:
             return None
         tenant = Tenant(row["tenant_id"], row["slug"])
-        return FoundKey(Caller(tenant, row["key_id"]), row["seconds_left"])
+        return FoundKey(Caller(tenant, row["key_id"], row["rate_limit"]), row["seconds_left"])
 
     async def tenant(self, slug: str) -> Tenant | None:
         row = await self._run(lambda: self._queries.tenant_by_slug(slug=slug))

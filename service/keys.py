@@ -34,10 +34,12 @@ class Tenant:
 @dataclass(frozen=True)
 class Caller:
     """Who sent a request: their tenant, and the stored key they used (None for
-    M3W_API_KEY and dev-key, which have no row)."""
+    M3W_API_KEY and dev-key, which have no row) with its own rate limit (None: the global
+    RATE_LIMIT_REQUESTS; 0: unlimited; service/rate_limit.py)."""
 
     tenant: Tenant
     key_id: int | None = None
+    rate_limit: int | None = None
 
 
 def new_key() -> str:

@@ -33,9 +33,9 @@ SESSIONS_INGESTED = Counter(
 SESSIONS_REJECTED = Counter(
     "sessions_rejected",
     "Sessions refused or not stored, by reason (invalid_schema, invalid_api_key, "
-    "payload_too_large, unsupported_media_type, database_error, queue_full, shutting_down, "
-    "internal_error) and tenant (empty when refused before the API key named one); a batch "
-    "counts each item.",
+    "payload_too_large, unsupported_media_type, rate_limited, database_error, queue_full, "
+    "shutting_down, internal_error) and tenant (empty when refused before the API key named "
+    "one); a batch counts each item.",
     ["reason", "tenant"],
 )
 REQUEST_DURATION = Histogram(
@@ -63,6 +63,12 @@ DATABASE_ERRORS = Counter(
     "database_errors",
     "Failed commits (database unreachable, timed out or failing) and rows PostgreSQL refused, "
     "each counted once.",
+)
+SESSIONS_PRUNED = Counter(
+    "sessions_pruned",
+    "Sessions deleted by retention (RETENTION_DAYS or the tenant's --retention-days), by "
+    "tenant; counted by the process that pruned them (service/retention.py).",
+    ["tenant"],
 )
 
 

@@ -77,7 +77,7 @@ def build_document(settings: Settings) -> dict[str, Any]:
             }
         },
     }
-    ingest_errors = _errors(400, 401, 408, 413, 415, 503)
+    ingest_errors = _errors(400, 401, 408, 413, 415, 429, 503)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -113,7 +113,7 @@ def build_document(settings: Settings) -> dict[str, Any]:
                     "responses": {
                         "200": _json_response("Valid", "Valid"),
                         # 503: an API key not cached and PostgreSQL unreachable to look it up.
-                        **_errors(400, 401, 408, 413, 415, 503),
+                        **_errors(400, 401, 408, 413, 415, 429, 503),
                     },
                 }
             },
@@ -285,12 +285,29 @@ _ERROR_DESCRIPTIONS = {
     408: "The request did not arrive in time (REQUEST_TIMEOUT)",
     413: "Body too large (PAYLOAD_TOO_LARGE)",
     415: "Unsupported Content-Encoding (UNSUPPORTED_MEDIA_TYPE)",
+    429: "The API key used up its rate limit for this window (RATE_LIMITED), see Retry-After",
     503: "Try again later (DATABASE_ERROR, QUEUE_FULL, SHUTTING_DOWN), see Retry-After",
 }
 
 
+def _header(description: str) -> dict[str, Any]:
+    return {"description": description, "schema": {"type": "integer"}}
+
+
+# On a 429; every other answer to a key with a limit carries the X-RateLimit-* ones too.
+_RATE_LIMIT_HEADERS = {
+    "Retry-After": _header("Whole seconds until the window ends"),
+    "X-RateLimit-Limit": _header("Requests per window for this key"),
+    "X-RateLimit-Remaining": _header("Requests left in this window"),
+    "X-RateLimit-Reset": _header("When the window ends, in epoch seconds"),
+}
+
+
 def _errors(*statuses: int) -> dict[str, Any]:
-    return {str(s): _json_response(_ERROR_DESCRIPTIONS[s], "Error") for s in statuses}
+    responses = {str(s): _json_response(_ERROR_DESCRIPTIONS[s], "Error") for s in statuses}
+    if "429" in responses:
+        responses["429"]["headers"] = _RATE_LIMIT_HEADERS
+    return responses
 
 
 def _probe(operation_id: str, summary: str) -> dict[str, Any]:

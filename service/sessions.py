@@ -21,6 +21,7 @@ from service.ingest import (
     receives_body,
     session_row,
 )
+from service.rate_limit import limits_rate
 
 bp = Blueprint("sessions", url_prefix="/v1/sessions")
 
@@ -63,6 +64,7 @@ def _tenant_label(request: Request) -> str:
 @bp.post("", stream=True)
 @counts_rejections
 @require_api_key
+@limits_rate
 @receives_body(_session_limit)
 async def ingest_session(request: Request) -> HTTPResponse:
     row = session_row(read_json_body(request, request.app.ctx.settings.max_body_bytes))
@@ -73,6 +75,7 @@ async def ingest_session(request: Request) -> HTTPResponse:
 
 @bp.post("/validate", stream=True)
 @require_api_key
+@limits_rate
 @receives_body(_session_limit)
 async def validate_session(request: Request) -> HTTPResponse:
     row = session_row(read_json_body(request, request.app.ctx.settings.max_body_bytes))
@@ -82,6 +85,7 @@ async def validate_session(request: Request) -> HTTPResponse:
 @bp.post("/batch", stream=True)
 @counts_rejections
 @require_api_key
+@limits_rate
 @receives_body(_batch_limit)
 async def ingest_batch(request: Request) -> HTTPResponse:
     settings = request.app.ctx.settings
