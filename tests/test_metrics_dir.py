@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 
 from tests.conftest import server_env
@@ -72,9 +76,18 @@ def test_serving_cleans_only_the_sample_files_of_the_metrics_dir(database_url, d
         assert (metrics_dir / name).read_text() == text
 
 
-def test_no_temporary_metrics_dir_is_left_behind(database_url, db, tmp_path):
-    temp = tmp_path / "tmp"
-    temp.mkdir()
+@pytest.fixture
+def short_temp_dir() -> Iterator[Path]:
+    """A TMPDIR for a server. Not under tmp_path: Sanic's process manager puts a Unix
+    socket in TMPDIR, and a path as deep as a pytest-xdist worker's tmp_path is longer than
+    a socket's path may be."""
+    temp = Path(tempfile.mkdtemp(prefix="m3w-t-"))
+    yield temp
+    shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_no_temporary_metrics_dir_is_left_behind(database_url, db, tmp_path, short_temp_dir):
+    temp = short_temp_dir
     # One left by a main process killed with -9 (a pid that no longer runs).
     gone = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],
