@@ -383,34 +383,45 @@ KeyRuns = dict[int, dict[bool, list[tuple[WrkResult, WrkResult]]]]
 def compare_keys(bench: Bench, duration: int, rounds: int) -> KeyRuns:
     """Closed-loop validate-only and durable runs with M3W_API_KEY and with the stored
     key, at each of KEY_COMPARE_CONNECTIONS: connections -> tenant_key? -> [(validate,
-    durable) per round]. The two keys take turns, and the one that goes first swaps each
-    round (ABBA), so that a machine getting busier or quieter meanwhile favours neither."""
+    durable) per round], taking turns as `alternate` does."""
     # The stored key's first request on each worker is a cache miss: make it here. After
     # that, one lookup per worker every M3W_KEY_CACHE_SECONDS (30 s), as when deployed.
     bench.wrk(DURABLE, duration=1, connections=32, name="keywarm", tenant_key=True)
+
+    def run(stored: bool, connections: int, round_: int) -> tuple[WrkResult, WrkResult]:
+        name = f"k{connections}{'t' if stored else 'e'}{round_}"
+        return validate_and_durable(bench, duration, connections, name, tenant_key=stored)
+
+    return alternate(rounds, "per-tenant key vs M3W_API_KEY", run)
+
+
+def alternate(
+    rounds: int, what: str, run: Callable[[bool, int, int], tuple[WrkResult, WrkResult]]
+) -> KeyRuns:
+    """Two variants of a run (False, True) at each of KEY_COMPARE_CONNECTIONS, `rounds`
+    times: connections -> variant -> [run(variant, connections, round) per round]. The
+    variants take turns, and the one that goes first swaps each round (ABBA), so that a
+    machine getting busier or quieter meanwhile favours neither."""
     runs: KeyRuns = {c: {False: [], True: []} for c in KEY_COMPARE_CONNECTIONS}
-    for round_ in range(rounds):
-        order = (False, True) if round_ % 2 == 0 else (True, False)
+    for round_ in range(1, rounds + 1):
+        order = (False, True) if round_ % 2 else (True, False)
         for connections in KEY_COMPARE_CONNECTIONS:
-            print(
-                f"per-tenant key vs M3W_API_KEY, {connections} connections, "
-                f"round {round_ + 1}/{rounds} ...",
-                flush=True,
-            )
-            for stored in order:
-                label = f"k{connections}{'t' if stored else 'e'}{round_ + 1}"
-                validate = bench.wrk(
-                    VALIDATE, duration=duration, connections=connections, tenant_key=stored
-                )
-                durable = bench.wrk(
-                    DURABLE,
-                    duration=duration,
-                    connections=connections,
-                    name=label,
-                    tenant_key=stored,
-                )
-                runs[connections][stored].append((validate, durable))
+            print(f"{what}, {connections} connections, round {round_}/{rounds} ...", flush=True)
+            for variant in order:
+                runs[connections][variant].append(run(variant, connections, round_))
     return runs
+
+
+def validate_and_durable(
+    bench: Bench, duration: int, connections: int, name: str, *, tenant_key: bool
+) -> tuple[WrkResult, WrkResult]:
+    validate = bench.wrk(
+        VALIDATE, duration=duration, connections=connections, tenant_key=tenant_key
+    )
+    durable = bench.wrk(
+        DURABLE, duration=duration, connections=connections, name=name, tenant_key=tenant_key
+    )
+    return validate, durable
 
 
 def throughput(results: list[WrkResult]) -> float:
@@ -633,40 +644,23 @@ RATE_LIMIT_MAX_COST = 0.05
 
 def compare_rate_limit(bench: Bench, limited_key: str, duration: int, rounds: int) -> KeyRuns:
     """Closed-loop validate-only and durable runs with the tenant's unlimited key and with its
-    key limited to NEVER_REACHED per window, at each of KEY_COMPARE_CONNECTIONS, ABBA as in
-    compare_keys: connections -> limited? -> [(validate, durable) per round]. The limited
-    key's workers reconcile through PostgreSQL about once a second meanwhile."""
+    key limited to NEVER_REACHED per window, at each of KEY_COMPARE_CONNECTIONS, taking turns
+    as `alternate` does: connections -> limited? -> [(validate, durable) per round]. The
+    limited key's workers reconcile through PostgreSQL about once a second meanwhile."""
     unlimited_key = bench.tenant_key
-    runs: KeyRuns = {c: {False: [], True: []} for c in KEY_COMPARE_CONNECTIONS}
+
+    def run(limited: bool, connections: int, round_: int) -> tuple[WrkResult, WrkResult]:
+        bench.tenant_key = limited_key if limited else unlimited_key
+        name = f"l{connections}{'l' if limited else 'u'}{round_}"
+        return validate_and_durable(bench, duration, connections, name, tenant_key=True)
+
     try:
         for key in (unlimited_key, limited_key):  # each key's first lookup per worker
             bench.tenant_key = key
             bench.wrk(DURABLE, duration=1, connections=32, name="limitwarm", tenant_key=True)
-        for round_ in range(rounds):
-            order = (False, True) if round_ % 2 == 0 else (True, False)
-            for connections in KEY_COMPARE_CONNECTIONS:
-                print(
-                    f"rate limit never reached vs none, {connections} connections, "
-                    f"round {round_ + 1}/{rounds} ...",
-                    flush=True,
-                )
-                for limited in order:
-                    bench.tenant_key = limited_key if limited else unlimited_key
-                    label = f"l{connections}{'l' if limited else 'u'}{round_ + 1}"
-                    validate = bench.wrk(
-                        VALIDATE, duration=duration, connections=connections, tenant_key=True
-                    )
-                    durable = bench.wrk(
-                        DURABLE,
-                        duration=duration,
-                        connections=connections,
-                        name=label,
-                        tenant_key=True,
-                    )
-                    runs[connections][limited].append((validate, durable))
+        return alternate(rounds, "rate limit never reached vs none", run)
     finally:
         bench.tenant_key = unlimited_key
-    return runs
 
 
 def print_rate_limit_comparison(

@@ -33,6 +33,9 @@ def main() -> int:
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--idle", action="store_true", help="count idle samples too")
+    parser.add_argument(
+        "--gil", action="store_true", help="only samples holding the GIL: where the CPU goes"
+    )
     parser.add_argument("--keep", type=Path, help="directory for the collapsed stacks")
     args = parser.parse_args()
 
@@ -75,6 +78,7 @@ def profile_run(
         str(args.rate),
         "--threads",
         "--nonblocking",  # do not pause the worker to sample it
+        *(["--gil"] if getattr(args, "gil", False) else []),
         "--format",
         "raw",
         "--output",

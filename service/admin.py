@@ -155,18 +155,17 @@ def _create_tenant(queries: Any, args: argparse.Namespace, _: int) -> None:
 
 
 def _list_tenants(queries: Any, args: argparse.Namespace, _: int) -> None:
-    retention = {t["slug"]: t["retention_days"] for t in queries.prune_tenants()}
     rows = [
-        [t["slug"], t["name"], _when(t["created_at"]), str(t["active_keys"])]
+        [
+            t["slug"],
+            t["name"],
+            _when(t["created_at"]),
+            str(t["active_keys"]),
+            _retention(t["retention_days"]),
+        ]
         for t in queries.list_tenants()
     ]
-    header = ["SLUG", "NAME", "CREATED", "ACTIVE KEYS"]
-    # Shown once some tenant has a retention of its own; until then all follow RETENTION_DAYS.
-    if any(days is not None for days in retention.values()):
-        header.append("RETENTION")
-        for row in rows:
-            row.append(_retention(retention.get(row[0])))
-    _table(header, rows)
+    _table(["SLUG", "NAME", "CREATED", "ACTIVE KEYS", "RETENTION"], rows)
 
 
 def _update_tenant(queries: Any, args: argparse.Namespace, _: int) -> None:

@@ -140,7 +140,7 @@ def _print_banner(settings: Settings, db: Database) -> None:
         "",
         "Media3Watch backend",
         f"  Send sessions to:  POST http://{shown_host}:{settings.port}/v1/sessions"
-        + f"  (X-API-Key: {'dev-key' if settings.uses_default_api_key else '<M3W_API_KEY>'})",
+        + f"  (X-API-Key: {_key_hint(settings)})",
         f"  API docs:          http://{shown_host}:{settings.port}/docs",
         f"  Database:          {url.redacted()}",
     ]
@@ -160,10 +160,17 @@ def _print_banner(settings: Settings, db: Database) -> None:
         ]
     if settings.exposes_default_key(settings.host):
         lines.append(
-            "  WARNING: the default API key 'dev-key' is accepted on a public address; "
-            "set M3W_API_KEY."
+            "  WARNING: the default API key 'dev-key' is accepted on a public address "
+            "until the first `m3w keys create`; create keys or set M3W_API_KEY."
         )
     _say("\n".join(lines) + "\n")
+
+
+def _key_hint(settings: Settings) -> str:
+    # The database decides about dev-key (service/key_auth.py): say when it stops working.
+    if settings.uses_default_api_key:
+        return "a key from `m3w keys create`, or dev-key until the first one exists"
+    return "<M3W_API_KEY> or a key from `m3w keys create`"
 
 
 def _say(message: str) -> None:

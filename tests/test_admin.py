@@ -39,7 +39,9 @@ def test_tenants_and_keys_round_trip(admin_db):
     assert created.returncode == 0, created.stderr
     listed = m3w(admin_db, "tenants", "list")
     assert listed.returncode == 0
-    assert re.search(r"^shop-prod +Shop \(prod\) +\S+ \S+ UTC +0$", listed.stdout, re.MULTILINE)
+    assert re.search(
+        r"^shop-prod +Shop \(prod\) +\S+ \S+ UTC +0 +RETENTION_DAYS$", listed.stdout, re.MULTILINE
+    )
     assert re.search(r"^default +Default ", listed.stdout, re.MULTILINE)
 
     made = m3w(admin_db, "keys", "create", "--tenant", "shop-prod", "--name", "android",
