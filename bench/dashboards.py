@@ -64,6 +64,7 @@ RANGES = {
     "30d": timedelta(days=30),
 }
 SELECTION = {
+    "tenant": ALL,
     "app_name": ALL,
     "app_version": ALL,
     "stream_type": ALL,

@@ -22,3 +22,14 @@ def test_bench_script_starts(module):
     )
     assert done.returncode == 0, done.stderr
     assert "usage:" in done.stdout
+
+
+def test_the_dashboard_bench_chooses_a_value_for_every_dashboard_variable():
+    """bench.dashboards renders every panel as Grafana would: a variable added to a dashboard
+    and not to its selection fails only minutes into a run."""
+    from bench.dashboards import SELECTION
+    from tests.grafana_sql import dashboard_variables, load_dashboards
+
+    for uid, dashboard in load_dashboards().items():
+        missing = set(dashboard_variables(dashboard)) - set(SELECTION)
+        assert not missing, f"dashboard {uid}: bench.dashboards chooses nothing for {missing}"
