@@ -40,7 +40,12 @@ from sanic.log import logger
 from service import metrics
 from service.config import DatabaseUrl, Settings
 from service.rollups import REFRESH_TIMEOUT_SECONDS
-from service.store import DatabaseThreads, queries_module, within_deadline
+from service.store import (
+    DatabaseThreads,
+    cancel_in_background,
+    queries_module,
+    within_deadline,
+)
 
 # Rows per transaction: a batch of this size deletes (with its index entries and trigger) in
 # well under a second, and row locks are all it takes.
@@ -274,20 +279,11 @@ class Pruner:
         if stop is None or driver is None:
             return
         stop.set()
-        # A cancel request is a new connection to PostgreSQL: on a frozen server it would
-        # hang, so it goes in a daemon thread of its own (as the rollup refresh's).
-        threading.Thread(target=_cancel, args=(driver,), name="pg-cancel", daemon=True).start()
+        cancel_in_background(driver, "the retention pass")
 
 
 def _count_pruned(slug: str, deleted: int) -> None:
     metrics.SESSIONS_PRUNED.labels(tenant=slug).inc(deleted)
-
-
-def _cancel(driver: psycopg.Connection) -> None:
-    try:
-        driver.cancel_safe(timeout=10)
-    except Exception as err:  # the pass ends with its statement timeout anyway
-        logger.warning("could not cancel the retention pass: %s", err)
 
 
 async def prune_forever(pruner: Pruner, every_seconds: float) -> None:

@@ -232,12 +232,7 @@ class SessionStore:
             return
         cancelled, driver = refreshing
         cancelled.set()
-        # A cancel request is a new connection to PostgreSQL: on a frozen server it would
-        # hang, so it goes in a daemon thread of its own.
-        self._cancelling = threading.Thread(
-            target=_cancel, args=(driver,), name="pg-cancel", daemon=True
-        )
-        self._cancelling.start()
+        self._cancelling = cancel_in_background(driver, "the rollup refresh")
 
     def _in_time(self, deadline: float) -> None:
         if self._closed or time.monotonic() >= deadline:
@@ -345,8 +340,17 @@ def _unavailable(err: Exception) -> DatabaseUnavailable:
     return DatabaseUnavailable("database unavailable; retry later")
 
 
-def _cancel(driver: psycopg.Connection) -> None:
+def cancel_in_background(driver: psycopg.Connection, what: str) -> threading.Thread:
+    """Ask PostgreSQL to cancel the statement running on `driver` (`what`, for the log). A
+    cancel request is a new connection to PostgreSQL: on a frozen server it would hang, so
+    it goes in a daemon thread of its own, returned for a bounded join."""
+    thread = threading.Thread(target=_cancel, args=(driver, what), name="pg-cancel", daemon=True)
+    thread.start()
+    return thread
+
+
+def _cancel(driver: psycopg.Connection, what: str) -> None:
     try:
         driver.cancel_safe(timeout=10)
-    except Exception as err:  # the refresh ends with its statement timeout anyway
-        logger.warning("could not cancel the rollup refresh: %s", err)
+    except Exception as err:  # the statement ends with its own timeout anyway
+        logger.warning("could not cancel %s: %s", what, err)
