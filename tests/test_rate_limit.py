@@ -368,6 +368,37 @@ def test_a_database_outage_never_turns_into_429s(limits_db, short_window, proxy)
     )
 
 
+def test_a_hung_database_holds_a_limited_key_for_a_bounded_wait_only(
+    limits_db, short_window, proxy
+):
+    """PostgreSQL hung (connections open, nothing carried, as a frozen server or a
+    black-holed network): a request that needs a reconcile waits for it at most
+    MAX_WAIT_SECONDS (1 s), then is admitted on the worker's own counts. None is refused,
+    and none waits for the database to come back: it comes back only after they are all
+    answered."""
+    limit = 3
+    key = limited_key(limits_db, "hung", limit)[1]
+    first = post(short_window.url, key)  # the key is cached: no lookup needed while hung
+    assert first.status_code == 200
+    proxy.freeze()
+    try:
+        # A window the worker has not reconciled yet: its first request asks PostgreSQL.
+        reset = int(first.headers["X-RateLimit-Reset"])
+        wait_until(lambda: time.time() >= reset, "a window that began while hung")
+        during = [post(short_window.url, key) for _ in range(limit)]
+        reached = proxy.holding.is_set()  # a reconcile really went to the hung database
+    finally:
+        proxy.restore()
+
+    assert reached
+    for response in during:
+        assert response.status_code == 200
+        assert_limited_answer(response, limit)
+        # Not a speed check: what bounds the wait. MAX_WAIT_SECONDS is 1 s; without it, a
+        # request would wait for the reconcile's own deadline (2 x 2 s + 1 s here).
+        assert response.elapsed.total_seconds() < 4
+
+
 def test_no_key_reaches_the_logs(limits_db, one_worker, short_window):
     key = limited_key(limits_db, "secret", 1)[1]
     for server in (one_worker, short_window):
