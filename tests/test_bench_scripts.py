@@ -11,7 +11,9 @@ import pytest
 from tests.servers import REPO
 
 
-@pytest.mark.parametrize("module", ["ingest", "soak", "fuzz", "dashboards", "profile", "instances"])
+@pytest.mark.parametrize(
+    "module", ["ingest", "soak", "fuzz", "dashboards", "profile", "instances", "commit_path"]
+)
 def test_bench_script_starts(module):
     done = subprocess.run(
         [sys.executable, "-m", f"bench.{module}", "--help"],
