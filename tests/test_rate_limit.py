@@ -125,6 +125,15 @@ def post(url: str, key: str, path: str = VALIDATE, body: Any = None) -> httpx.Re
     )
 
 
+def in_the_next_window(
+    url: str, key: str, answers: list[httpx.Response], count: int
+) -> list[httpx.Response]:
+    """`count` requests of `key`, sent once the window named by `answers` has ended."""
+    reset = max(int(response.headers["X-RateLimit-Reset"]) for response in answers)
+    wait_until(lambda: time.time() >= reset, "the next window")
+    return [post(url, key) for _ in range(count)]
+
+
 def set_limit(url: DatabaseUrl, ident: int, limit: int | None) -> None:
     with psycopg.connect(url.libpq, autocommit=True) as conn:
         conn.execute("UPDATE api_keys SET rate_limit = %s WHERE id = %s", (limit, ident))
@@ -343,14 +352,10 @@ def test_a_database_outage_never_turns_into_429s(limits_db, short_window, proxy)
     proxy.cut()
     try:
         # A window the worker never reconciled: every request of it still admitted.
-        reset = int(first.headers["X-RateLimit-Reset"])
-        wait_until(lambda: time.time() >= reset, "a window that began during the outage")
-        during = [post(short_window.url, key) for _ in range(limit)]
+        during = in_the_next_window(short_window.url, key, [first], limit)
         wait_until(lambda: "cannot reconcile" in short_window.log(), "the outage logged")
         # Another window still in the outage, after the failure was noticed.
-        reset = max(int(r.headers["X-RateLimit-Reset"]) for r in during)
-        wait_until(lambda: time.time() >= reset, "the next window")
-        later = [post(short_window.url, key) for _ in range(limit)]
+        later = in_the_next_window(short_window.url, key, during, limit)
     finally:
         proxy.restore()
 
@@ -383,9 +388,7 @@ def test_a_hung_database_holds_a_limited_key_for_a_bounded_wait_only(
     proxy.freeze()
     try:
         # A window the worker has not reconciled yet: its first request asks PostgreSQL.
-        reset = int(first.headers["X-RateLimit-Reset"])
-        wait_until(lambda: time.time() >= reset, "a window that began while hung")
-        during = [post(short_window.url, key) for _ in range(limit)]
+        during = in_the_next_window(short_window.url, key, [first], limit)
         reached = proxy.holding.is_set()  # a reconcile really went to the hung database
     finally:
         proxy.restore()
