@@ -690,7 +690,9 @@ def compare_rate_limit(
     turns as `alternate` does: closed-loop validate-only and durable runs at each of
     KEY_COMPARE_CONNECTIONS (the throughput of each), then durable runs offered the same
     rate on a clock (the cost: CPU per request at equal load). The limited key's workers
-    reconcile through PostgreSQL about once a second meanwhile."""
+    reconcile through PostgreSQL about once a second from its first request to the end of
+    the window, through the unlimited key's runs too: the cost leaves the reconciles out
+    (README "Rate limits" gives theirs, measured apart)."""
     unlimited_key = bench.tenant_key
 
     def use(limited: bool) -> None:
@@ -741,7 +743,6 @@ def limiter_cost(paced: dict[bool, list[WrkResult]]) -> tuple[float, float, list
     with the limit over without it, minus 1, over all rounds (each run weighted by its
     requests); the margin of a one-sided 95% bound (1.645 standard errors of the per-round
     costs); and those costs."""
-
     cost = (
         cpu_ms_per_request(paced[True], total_cpu_ms)
         / cpu_ms_per_request(paced[False], total_cpu_ms)
@@ -762,12 +763,12 @@ def limiter_cost(paced: dict[bool, list[WrkResult]]) -> tuple[float, float, list
 def print_rate_limit_comparison(
     runs: RateLimitRuns, args: argparse.Namespace, check: Callable[[bool], str]
 ) -> None:
-    rounds = len(runs.paced[False])
+    closed_rounds = len(next(iter(runs.closed.values()))[False])
     print(
         f"Rate limit configured but never reached ({NEVER_REACHED:,} per window) vs none, one "
-        f"tenant's stored keys, {rounds} round(s) of {args.key_duration}s per key, alternated"
+        f"tenant's stored keys, runs of {args.key_duration}s alternated between them"
     )
-    print("  Throughput, closed loop:")
+    print(f"  Throughput, closed loop, {closed_rounds} round(s):")
     print(
         f"  {'conns':>5}  {'key':<9}  {'validate/s':>10}  {'durable/s':>10}  {'p50 ms':>7}  "
         f"{'p99 ms':>7}  {'svc CPU ms/req v, d':>19}  durable per round"
@@ -791,7 +792,10 @@ def print_rate_limit_comparison(
         "  (a saturated closed loop's throughput moves by tens of % from one round to the next"
         " on this shared machine, so the cost is measured at equal load below)"
     )
-    print(f"  Cost at equal load: durable, {runs.rate:,} sessions/s offered on a clock:")
+    print(
+        f"  Cost at equal load, {len(runs.paced[False])} round(s): durable, {runs.rate:,} "
+        "sessions/s offered on a clock:"
+    )
     print(f"  {'key':<9}  {'done/s':>8}  {'p50 ms':>7}  {'p99 ms':>7}  {'CPU ms/req: svc, pg':>20}")
     for limited in (False, True):
         results = runs.paced[limited]
