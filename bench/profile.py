@@ -109,7 +109,9 @@ def summarise(collapsed: Path, top: int) -> None:
     total = 0
     for line in collapsed.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
-        if not stack:
+        if not stack or not count_text.isdigit():
+            # A frame name of py-spy's may hold a line break (source text of a call): the
+            # rest of that stack is on the next line, without its count. Skipped.
             continue
         count = int(count_text)
         frames = stack.split(";")
