@@ -110,8 +110,9 @@ def summarise(collapsed: Path, top: int) -> None:
     for line in collapsed.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
-            # A frame name of py-spy's may hold a line break (source text of a call): the
-            # rest of that stack is on the next line, without its count. Skipped.
+            # A line that does not end in a count is part of a stack broken by a line break
+            # in a frame's name (seen once, at 256 connections: the line ended in source
+            # text, `json(results.body())`). Its samples are left out.
             continue
         count = int(count_text)
         frames = stack.split(";")
