@@ -668,8 +668,9 @@ def print_key_comparison(
 NEVER_REACHED = 1_000_000_000
 RATE_LIMIT_MAX_COST = 0.05
 # The equal-load comparison offers this share of the unlimited key's closed-loop durable
-# throughput at 32 connections: well below what either key can do, so both deliver it and
-# neither queues (queueing changes the batches, and the CPU per request with them).
+# throughput at 32 connections: well below what either key can do, so both deliver it, and
+# far from saturation, where queueing changes the batches (and the CPU per request with
+# them) from one moment to the next.
 EQUAL_LOAD_SHARE = 0.5
 # One-sided 95%: the cost is shown to be within the bound when its estimate plus this many
 # standard errors of the rounds is.
