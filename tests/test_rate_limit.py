@@ -389,7 +389,7 @@ def test_a_hung_database_holds_a_limited_key_for_a_bounded_wait_only(
     try:
         # A window the worker has not reconciled yet: its first request asks PostgreSQL.
         during = in_the_next_window(short_window.url, key, [first], limit)
-        reached = proxy.holding.is_set()  # a reconcile really went to the hung database
+        reached = proxy.holding.is_set()  # the hung database was asked (the reconciles)
     finally:
         proxy.restore()
 
