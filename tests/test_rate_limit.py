@@ -125,6 +125,17 @@ def post(url: str, key: str, path: str = VALIDATE, body: Any = None) -> httpx.Re
     )
 
 
+def cached_limited_key(
+    url: DatabaseUrl, server: RunningServer, prefix: str, limit: int
+) -> tuple[str, httpx.Response]:
+    """A new key limited to `limit`, and the answer to its first request: the worker has the
+    key in its cache, so it needs no lookup while PostgreSQL is cut off or hung."""
+    key = limited_key(url, prefix, limit)[1]
+    first = post(server.url, key)
+    assert first.status_code == 200
+    return key, first
+
+
 def in_the_next_window(
     url: str, key: str, answers: list[httpx.Response], count: int
 ) -> list[httpx.Response]:
@@ -346,9 +357,7 @@ def test_a_database_outage_never_turns_into_429s(limits_db, short_window, proxy)
     """PostgreSQL cut off: the worker cannot reconcile, and admits on its own counts (the
     limit per worker, fail open), a fresh window included; one log line says so."""
     limit = 3
-    key = limited_key(limits_db, "outage", limit)[1]
-    first = post(short_window.url, key)  # the key is cached: no lookup needed while cut
-    assert first.status_code == 200
+    key, first = cached_limited_key(limits_db, short_window, "outage", limit)
     proxy.cut()
     try:
         # A window the worker never reconciled: every request of it still admitted.
@@ -382,9 +391,7 @@ def test_a_hung_database_holds_a_limited_key_for_a_bounded_wait_only(
     and none waits for the database to come back: it comes back only after they are all
     answered."""
     limit = 3
-    key = limited_key(limits_db, "hung", limit)[1]
-    first = post(short_window.url, key)  # the key is cached: no lookup needed while hung
-    assert first.status_code == 200
+    key, first = cached_limited_key(limits_db, short_window, "hung", limit)
     proxy.freeze()
     try:
         # A window the worker has not reconciled yet: its first request asks PostgreSQL.
