@@ -11,6 +11,16 @@ that its listening socket is closed and the orchestrator sees it down.
 At a stop the main process closes its copy of the listening socket at once: the socket goes
 away as soon as the workers have closed theirs too, so new connections are refused instead
 of waiting in the backlog for the end of the grace period.
+
+A stop signal is handled outside the signal handler. Sanic's handler stops the workers from
+within itself, which reads and writes the shared worker states through the connection to
+their manager process; when the signal lands while the main thread is inside such a call
+(its monitor loop makes them ten times a second), the handler reads the interrupted call's
+answer, the states get mixed up, and the main process dies with a TypeError and exit code
+1 instead of stopping cleanly (seen in tests/test_faults.py). Once every worker is serving,
+the handler only posts Sanic's own "__TERMINATE__" message, and the monitor loop stops the
+workers between its calls. During start-up, and for a signal once the stop is under way
+(Sanic then kills the workers), Sanic's handler runs as before.
 """
 
 from __future__ import annotations
@@ -61,9 +71,31 @@ class WorkerSupervisor:
         self._replacing: dict[str, int] = {}  # name -> pid of the dead worker it replaces
         self._gave_up = False
         self._stop = threading.Event()
+        self._stop_posted = False
+        self._sanic_handlers: dict[int, Any] = {}
 
     def start(self) -> None:
         threading.Thread(target=self._watch, name="m3w-supervisor", daemon=True).start()
+
+    def handle_stop_signals(self) -> None:
+        """Take over SIGINT and SIGTERM from Sanic's manager (main thread only)."""
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            handler = signal.getsignal(signum)
+            if callable(handler):  # the manager's; otherwise there is nothing to take over
+                self._sanic_handlers[signum] = handler
+                signal.signal(signum, self._on_stop_signal)
+
+    def _on_stop_signal(self, signum: int, frame: Any) -> None:
+        serving = len(self._seen_ready) >= self._manager.num_server
+        if not serving or getattr(self._manager, "_shutting_down", False):
+            # Start-up: Sanic's own stop. A signal during the stop: Sanic kills the workers.
+            self._sanic_handlers[signum](signum, frame)
+            return
+        if self._stop_posted:
+            return  # the first one is on its way to the monitor loop
+        self._stop_posted = True
+        logger.info("Received signal %s: stopping the workers", signal.Signals(signum).name)
+        self._manager.monitor_publisher.send("__TERMINATE__")
 
     def _watch(self) -> None:
         while not self._stop.wait(POLL_SECONDS):
@@ -160,4 +192,5 @@ async def supervise_workers(app: Sanic) -> None:
         if isinstance(info.settings.get("sock"), socket.socket)
     ]
     app.ctx.supervisor = WorkerSupervisor(app.manager, sockets)
+    app.ctx.supervisor.handle_stop_signals()
     app.ctx.supervisor.start()

@@ -23,7 +23,7 @@ import pytest
 from service.config import DatabaseUrl
 from service.embedded_db import EmbeddedPostgres
 from service.migrations import dbmate
-from service.supervision import RestartBudget
+from service.supervision import RestartBudget, WorkerSupervisor
 from tests.conftest import TEST_API_KEY, server_env
 from tests.load import SDK_TIMEOUT_SECONDS, Load, Outcome, wait_until
 from tests.payloads import payload_a
@@ -392,7 +392,9 @@ def test_sigterm_while_postgres_is_frozen_exits_within_the_grace_period(postgres
         finally:
             postgres.thaw()
         outcomes = load.stop()
-    assert exit_code == 0
+    assert exit_code == 0, server.log()
+    # Stopped by the monitor loop, not from within the signal handler (service/supervision.py).
+    assert "Received signal SIGTERM: stopping the workers" in server.log()
     assert_no_acknowledged_session_missing(postgres, outcomes)
 
 
@@ -400,3 +402,50 @@ def test_restart_budget_stops_a_crash_loop():
     budget = RestartBudget(limit=3, window=60)
     assert [budget.allow(t) for t in (0, 1, 2, 3)] == [True, True, True, False]
     assert budget.allow(61)  # the first restart has left the window
+
+
+class _ManagerStub:
+    """What the stop handler may use of Sanic's worker manager: its monitor channel and
+    flags. The shared worker states are deliberately missing: touching them from within a
+    signal handler is the bug the handler avoids."""
+
+    num_server = 2
+    _shutting_down = False
+
+    def __init__(self) -> None:
+        self.posted: list[object] = []
+        self.monitor_publisher = self
+
+    def send(self, message: object) -> None:
+        self.posted.append(message)
+
+
+@pytest.mark.parametrize(
+    ("serving", "shutting_down", "posted", "sanic_called"),
+    [
+        # Every worker serving: one message to the monitor loop, Sanic's handler not run.
+        (2, False, ["__TERMINATE__"], 0),
+        # Start-up (a worker not serving yet) and a signal during the stop: Sanic's own.
+        (1, False, [], 1),
+        (2, True, [], 1),
+    ],
+)
+def test_a_stop_signal_is_handled_outside_the_signal_handler(
+    serving, shutting_down, posted, sanic_called
+):
+    manager = _ManagerStub()
+    manager._shutting_down = shutting_down
+    supervisor = WorkerSupervisor(manager, [])
+    supervisor._seen_ready.update(f"Sanic-Server-{n}-0" for n in range(serving))
+    sanic_calls: list[int] = []
+    previous_int = signal.getsignal(signal.SIGINT)
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sanic_calls.append(signum))
+    try:
+        supervisor.handle_stop_signals()
+        signal.raise_signal(signal.SIGTERM)
+        signal.raise_signal(signal.SIGTERM)  # a second one before the loop took the first
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
+    assert manager.posted == posted
+    assert len(sanic_calls) == 2 * sanic_called
