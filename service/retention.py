@@ -257,15 +257,12 @@ class Pruner:
                 # No connection idles between passes (an hour apart by default).
                 self._queries.engine.dispose()
 
+        def abandon() -> None:
+            stop.set()
+            self._cancel()
+
         deadline = time.monotonic() + PASS_DEADLINE_SECONDS
-        outcome = self._thread.submit(work, deadline)
-        try:
-            return await within_deadline(outcome, deadline)
-        except BaseException:
-            if not outcome.done() or outcome.cancelled():
-                stop.set()
-                self._cancel()
-            raise
+        return await within_deadline(self._thread.submit(work, deadline), deadline, abandon)
 
     def close(self) -> None:
         with self._lock:

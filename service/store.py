@@ -185,15 +185,14 @@ class SessionStore:
                     with self._refresh_lock:
                         self._refreshing = None
 
+        def abandon() -> None:
+            cancelled.set()
+            self._cancel_refresh()
+
         deadline = time.monotonic() + timeout_seconds + 1
-        outcome = self._refresh_thread.submit(refresh, deadline)
-        try:
-            return await within_deadline(outcome, deadline)
-        except BaseException:
-            if not outcome.done() or outcome.cancelled():
-                cancelled.set()
-                self._cancel_refresh()
-            raise
+        return await within_deadline(
+            self._refresh_thread.submit(refresh, deadline), deadline, abandon
+        )
 
     async def ping(self, timeout_seconds: float | None = None) -> bool:
         deadline = time.monotonic() + timeout_seconds if timeout_seconds else None
@@ -244,18 +243,30 @@ class SessionStore:
         return time.monotonic() + self._timeout * 2 + 1
 
 
-async def within_deadline(outcome: asyncio.Future[T], deadline: float) -> T:
-    """The call's result, or DatabaseUnavailable once `deadline` (monotonic) has passed."""
+async def within_deadline(
+    outcome: asyncio.Future[T],
+    deadline: float,
+    abandon: Callable[[], None] | None = None,
+) -> T:
+    """The call's result, or DatabaseUnavailable once `deadline` (monotonic) has passed.
+    When the caller gives up (the deadline, or its own cancellation) on a call that has not
+    ended, `abandon` runs: for a long call, to stop its statement in PostgreSQL too."""
     try:
         return await asyncio.wait_for(
             asyncio.shield(outcome), max(0.0, deadline - time.monotonic())
         )
     except TimeoutError:
-        outcome.cancel()  # the thread skips it if it has not started it yet
+        _give_up(outcome, abandon)
         raise DatabaseUnavailable("database did not answer in time; retry later") from None
     except asyncio.CancelledError:
-        outcome.cancel()
+        _give_up(outcome, abandon)
         raise
+
+
+def _give_up(outcome: asyncio.Future[Any], abandon: Callable[[], None] | None) -> None:
+    outcome.cancel()  # the thread skips it if it has not started it yet
+    if abandon is not None and outcome.cancelled():  # it had not ended
+        abandon()
 
 
 def queries_module(
