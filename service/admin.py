@@ -370,25 +370,21 @@ def _rate_limit(text: str) -> int | str:
 
 
 def _days(text: str) -> int:
-    try:
-        days = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of days") from None
-    if not 1 <= days <= MAX_EXPIRY_DAYS:
-        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_EXPIRY_DAYS} days")
-    return days
+    return _whole_days(text, least=1)
 
 
 def _retention_days(text: str) -> int | str:
     """N (0: forever), or `default` (RETENTION_DAYS) where the command allows it."""
-    if text == "default":
-        return text
+    return text if text == "default" else _whole_days(text, least=0)
+
+
+def _whole_days(text: str, least: int) -> int:
     try:
         days = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of days") from None
-    if not 0 <= days <= MAX_EXPIRY_DAYS:
-        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_EXPIRY_DAYS} days")
+    if not least <= days <= MAX_EXPIRY_DAYS:
+        raise argparse.ArgumentTypeError(f"must be between {least} and {MAX_EXPIRY_DAYS} days")
     return days
 
 
