@@ -25,10 +25,8 @@ from pathlib import Path
 
 import psycopg
 
-from service.embedded_db import EmbeddedPostgres
-from service.migrations import dbmate
+from bench.database import migrated_postgres
 from service.store import QUERIES_DIR, queries_module
-from tests.servers import free_port
 from tests.tenancy import new_tenant
 
 
@@ -38,39 +36,40 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="m3w-commit-") as scratch:
-        database = EmbeddedPostgres(Path(scratch) / "pgdata", free_port(), database="bench")
-        with database.running() as url:
-            dbmate(url, "up")
-            new_tenant(url, "commit")
-            with psycopg.connect(url.libpq) as conn:
-                tenant_id = conn.execute("SELECT max(id) FROM tenants").fetchone()[0]
-            statement = (QUERIES_DIR / "upsert_sessions.sql").read_text()
-            driver_statement = statement.replace(":rows", "%(rows)s")
-            queries = queries_module(url, 1, 3)
-            plain = psycopg.connect(url.libpq)
-            autocommit = psycopg.connect(url.libpq, autocommit=True)
+    with (
+        tempfile.TemporaryDirectory(prefix="m3w-commit-") as scratch,
+        migrated_postgres(Path(scratch)) as database,
+    ):
+        url = database.url
+        new_tenant(url, "commit")
+        with psycopg.connect(url.libpq) as conn:
+            tenant_id = conn.execute("SELECT max(id) FROM tenants").fetchone()[0]
+        statement = (QUERIES_DIR / "upsert_sessions.sql").read_text()
+        driver_statement = statement.replace(":rows", "%(rows)s")
+        queries = queries_module(url, 1, 3)
+        plain = psycopg.connect(url.libpq)
+        autocommit = psycopg.connect(url.libpq, autocommit=True)
 
-            def service(rows: str) -> None:
-                queries.upsert_sessions(rows=rows)
+        def service(rows: str) -> None:
+            queries.upsert_sessions(rows=rows)
 
-            def straight(rows: str) -> None:
-                plain.execute(driver_statement, {"rows": rows})
-                plain.commit()
+        def straight(rows: str) -> None:
+            plain.execute(driver_statement, {"rows": rows})
+            plain.commit()
 
-            def alone(rows: str) -> None:
-                autocommit.execute(driver_statement, {"rows": rows})
+        def alone(rows: str) -> None:
+            autocommit.execute(driver_statement, {"rows": rows})
 
-            ways = {"service": service, "psycopg": straight, "autocommit": alone}
-            figures: dict[str, list[tuple[float, float]]] = {way: [] for way in ways}
-            numbers = iter(range(10**9))
-            for round_ in range(args.rounds):
-                order = list(ways) if round_ % 2 == 0 else list(reversed(ways))
-                for way in order:
-                    figures[way].append(measure(ways[way], tenant_id, numbers, args.commits))
-            plain.close()
-            autocommit.close()
-            queries.engine.dispose()
+        ways = {"service": service, "psycopg": straight, "autocommit": alone}
+        figures: dict[str, list[tuple[float, float]]] = {way: [] for way in ways}
+        numbers = iter(range(10**9))
+        for round_ in range(args.rounds):
+            order = list(ways) if round_ % 2 == 0 else list(reversed(ways))
+            for way in order:
+                figures[way].append(measure(ways[way], tenant_id, numbers, args.commits))
+        plain.close()
+        autocommit.close()
+        queries.engine.dispose()
 
     print(f"\nOne single-row upsert per commit, {args.commits} per round, {args.rounds} rounds")
     print(f"  {'way':<11} {'wall us':>8} {'CPU us':>7}   (median round; rounds: CPU us)")

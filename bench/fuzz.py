@@ -17,10 +17,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench.database import migrated_postgres
 from bench.ingest import API_KEY, start_server
-from service.embedded_db import EmbeddedPostgres
-from service.migrations import dbmate
-from tests.servers import free_port
 
 CHECKS = ",".join(
     [
@@ -41,35 +39,35 @@ def main() -> int:
     args = parser.parse_args()
 
     st = Path(sys.executable).with_name("st")
-    with tempfile.TemporaryDirectory(prefix="m3w-fuzz-") as scratch:
-        database = EmbeddedPostgres(Path(scratch) / "pgdata", free_port(), database="fuzz")
-        with database.running() as url:
-            dbmate(url, "up")
-            server = start_server(url, args.workers, Path(scratch) / "server.log")
-            try:
-                command = [
-                    str(st),
-                    "run",
-                    server.url + "/docs/openapi.json",
-                    "--header",
-                    f"X-API-Key: {API_KEY}",
-                    "--checks",
-                    CHECKS,
-                    "--max-examples",
-                    str(args.max_examples),
-                    "--phases",
-                    "examples,coverage,fuzzing",
-                    "--mode",
-                    "all",
-                    *args.st_args,
-                ]
-                print("$ " + " ".join(command), flush=True)
-                code = subprocess.run(command, check=False).returncode
-            finally:
-                server.terminate()
-            errors = [
-                line for line in server.log().splitlines() if "Traceback" in line or "ERROR" in line
+    with (
+        tempfile.TemporaryDirectory(prefix="m3w-fuzz-") as scratch,
+        migrated_postgres(Path(scratch), "fuzz") as database,
+    ):
+        server = start_server(database.url, args.workers, Path(scratch) / "server.log")
+        try:
+            command = [
+                str(st),
+                "run",
+                server.url + "/docs/openapi.json",
+                "--header",
+                f"X-API-Key: {API_KEY}",
+                "--checks",
+                CHECKS,
+                "--max-examples",
+                str(args.max_examples),
+                "--phases",
+                "examples,coverage,fuzzing",
+                "--mode",
+                "all",
+                *args.st_args,
             ]
+            print("$ " + " ".join(command), flush=True)
+            code = subprocess.run(command, check=False).returncode
+        finally:
+            server.terminate()
+        errors = [
+            line for line in server.log().splitlines() if "Traceback" in line or "ERROR" in line
+        ]
     shown = ":\n" + "\n".join(errors[:20]) if errors else ""
     print(f"\nserver log: {len(errors)} error lines{shown}")
     return code or (1 if errors else 0)

@@ -43,11 +43,10 @@ from typing import TypeVar
 import psutil
 import psycopg
 
+from bench.database import migrated_postgres
 from service.config import DatabaseUrl
-from service.embedded_db import EmbeddedPostgres
 from service.keys import DEFAULT_TENANT
-from service.migrations import dbmate
-from tests.servers import RunningServer, free_port
+from tests.servers import RunningServer
 from tests.tenancy import new_key, new_tenant
 
 LUA = Path(__file__).resolve().parent / "sessions.lua"
@@ -212,15 +211,13 @@ def main() -> int:
 
     ensure_wrk()
     load_before = os.getloadavg()
-    with tempfile.TemporaryDirectory(prefix="m3w-bench-") as scratch:
-        database = EmbeddedPostgres(Path(scratch) / "pgdata", free_port(), database="bench")
-        with database.running() as url:
-            dbmate(url, "up")
-            print(f"embedded PostgreSQL ready on port {database.port}", flush=True)
-            postmaster = int((Path(scratch) / "pgdata" / "postmaster.pid").read_text().split()[0])
-            fsync_before = fsync_ms(Path(scratch))
-            report = run_all(url, Path(scratch), args, postmaster)
-            report["fsync"] = (fsync_before, fsync_ms(Path(scratch)))
+    with (
+        tempfile.TemporaryDirectory(prefix="m3w-bench-") as scratch,
+        migrated_postgres(Path(scratch)) as database,
+    ):
+        fsync_before = fsync_ms(Path(scratch))
+        report = run_all(database.url, Path(scratch), args, database.postmaster_pid)
+        report["fsync"] = (fsync_before, fsync_ms(Path(scratch)))
     report["load"] = (load_before, os.getloadavg())
     return print_report(report, args)
 

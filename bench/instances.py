@@ -36,6 +36,7 @@ from pathlib import Path
 import psutil
 import psycopg
 
+from bench.database import migrated_postgres
 from bench.ingest import (
     DURABLE,
     VALIDATE,
@@ -47,9 +48,6 @@ from bench.ingest import (
     start_server,
 )
 from service.config import DatabaseUrl
-from service.embedded_db import EmbeddedPostgres
-from service.migrations import dbmate
-from tests.servers import free_port
 
 ONE, TWO = "one instance", "two instances"
 
@@ -123,14 +121,12 @@ def main() -> int:
 
     ensure_wrk()
     load_before = os.getloadavg()
-    with tempfile.TemporaryDirectory(prefix="m3w-bench-instances-") as scratch:
-        database = EmbeddedPostgres(Path(scratch) / "pgdata", free_port(), database="bench")
-        with database.running() as url:
-            dbmate(url, "up")
-            print(f"embedded PostgreSQL ready on port {database.port}", flush=True)
-            postmaster = int((Path(scratch) / "pgdata" / "postmaster.pid").read_text().split()[0])
-            fsync = fsync_ms(Path(scratch))
-            figures = run_all(url, Path(scratch), args, postmaster)
+    with (
+        tempfile.TemporaryDirectory(prefix="m3w-bench-instances-") as scratch,
+        migrated_postgres(Path(scratch)) as database,
+    ):
+        fsync = fsync_ms(Path(scratch))
+        figures = run_all(database.url, Path(scratch), args, database.postmaster_pid)
     print_report(figures, args, load_before, os.getloadavg(), fsync)
     missing = sum(max(0, acked - rows) for _, acked, rows in figures.stored_runs)
     return 1 if missing else 0

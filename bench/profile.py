@@ -20,10 +20,8 @@ import tempfile
 import threading
 from pathlib import Path
 
+from bench.database import migrated_postgres
 from bench.ingest import DURABLE, Bench, WrkResult, ensure_wrk, start_server
-from service.embedded_db import EmbeddedPostgres
-from service.migrations import dbmate
-from tests.servers import free_port
 
 
 def main() -> int:
@@ -43,11 +41,9 @@ def main() -> int:
     ensure_wrk()
     with tempfile.TemporaryDirectory(prefix="m3w-profile-") as scratch:
         root = Path(scratch)
-        database = EmbeddedPostgres(root / "pgdata", free_port(), database="bench")
-        with database.running() as url:
-            dbmate(url, "up")
-            server = start_server(url, 1, root / "server.log")
-            bench = Bench(server, url, threads=2, stored_runs=[])
+        with migrated_postgres(root) as database:
+            server = start_server(database.url, 1, root / "server.log")
+            bench = Bench(server, database.url, threads=2, stored_runs=[])
             try:
                 bench.wrk(DURABLE, duration=2, connections=32, name="warmup")
                 for connections in args.connections:

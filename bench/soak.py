@@ -16,10 +16,8 @@ import threading
 import time
 from pathlib import Path
 
+from bench.database import migrated_postgres
 from bench.ingest import DURABLE, Bench, WrkResult, ensure_wrk, start_server, worker_rss_mb
-from service.embedded_db import EmbeddedPostgres
-from service.migrations import dbmate
-from tests.servers import free_port
 
 SAMPLE_SECONDS = 15
 FLAT_WITHIN = 0.10
@@ -35,15 +33,15 @@ def main() -> int:
     args = parser.parse_args()
 
     ensure_wrk()
-    with tempfile.TemporaryDirectory(prefix="m3w-soak-") as scratch:
-        database = EmbeddedPostgres(Path(scratch) / "pgdata", free_port(), database="soak")
-        with database.running() as url:
-            dbmate(url, "up")
-            server = start_server(url, args.workers, Path(scratch) / "server.log")
-            try:
-                ok = soak(server, url, args)
-            finally:
-                server.terminate()
+    with (
+        tempfile.TemporaryDirectory(prefix="m3w-soak-") as scratch,
+        migrated_postgres(Path(scratch), "soak") as database,
+    ):
+        server = start_server(database.url, args.workers, Path(scratch) / "server.log")
+        try:
+            ok = soak(server, database.url, args)
+        finally:
+            server.terminate()
     return 0 if ok else 1
 
 
