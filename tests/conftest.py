@@ -73,12 +73,17 @@ def create_database(server: DatabaseUrl, name: str) -> DatabaseUrl:
     return DatabaseUrl(server.user, server.password, server.host, server.port, name, server.query)
 
 
+def migrated_database(server: DatabaseUrl, name: str) -> DatabaseUrl:
+    """A fresh database on the server (as create_database), with every migration applied."""
+    url = create_database(server, name)
+    dbmate(url, "up")
+    return url
+
+
 @pytest.fixture(scope="session")
 def database_url(postgres_server: DatabaseUrl) -> DatabaseUrl:
     """The migrated database the API tests write to."""
-    url = create_database(postgres_server, "m3w_test")
-    dbmate(url, "up")
-    return url
+    return migrated_database(postgres_server, "m3w_test")
 
 
 class Database:

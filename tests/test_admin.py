@@ -11,8 +11,7 @@ import pytest
 
 from service.config import DatabaseUrl
 from service.embedded_db import EmbeddedPostgres
-from service.migrations import dbmate
-from tests.conftest import Database, create_database
+from tests.conftest import Database, create_database, migrated_database
 from tests.servers import free_port
 from tests.tenancy import m3w
 
@@ -21,9 +20,7 @@ KEY_LINE = re.compile(r"m3w_[A-Za-z0-9_-]{43}\n")
 
 @pytest.fixture(scope="module")
 def admin_db(postgres_server: DatabaseUrl) -> DatabaseUrl:
-    url = create_database(postgres_server, "m3w_admin")
-    dbmate(url, "up")
-    return url
+    return migrated_database(postgres_server, "m3w_admin")
 
 
 def counts(url: DatabaseUrl) -> tuple[int, int, int]:

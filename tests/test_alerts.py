@@ -16,8 +16,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from service.migrations import dbmate
-from tests.conftest import create_database
+from tests.conftest import migrated_database
 from tests.grafana_sql import POSTGRES_UID, load_alert_rules, render_alert_query
 from tests.test_dashboards import bucket_bounds, default_tenant
 
@@ -171,8 +170,7 @@ SCENARIOS = {
 
 @pytest.fixture(scope="module")
 def alerts_database(postgres_server) -> str:
-    url = create_database(postgres_server, "m3w_alerts")
-    dbmate(url, "up")
+    url = migrated_database(postgres_server, "m3w_alerts")
     return url.libpq
 
 

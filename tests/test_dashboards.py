@@ -29,8 +29,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from service.config import DatabaseUrl
-from service.migrations import dbmate
-from tests.conftest import create_database
+from tests.conftest import migrated_database
 from tests.grafana_sql import (
     ALL,
     PanelQuery,
@@ -230,8 +229,7 @@ def seeded(postgres_server) -> Seeded:
 
 
 def seed_database(postgres_server, name: str) -> Seeded:
-    url = create_database(postgres_server, name)
-    dbmate(url, "up")
+    url = migrated_database(postgres_server, name)
     sessions = seed_sessions()
     with psycopg.connect(url.libpq, autocommit=True) as conn:
         write(conn, sessions[:1200])

@@ -31,8 +31,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from service.config import DatabaseUrl
-from service.migrations import dbmate
-from tests.conftest import TEST_API_KEY, Database, create_database, server_env
+from tests.conftest import TEST_API_KEY, Database, migrated_database, server_env
 from tests.payloads import payload_a
 from tests.servers import RunningServer
 from tests.signals import metric_or_zero, scrape, wait_until
@@ -89,8 +88,7 @@ class Deployment:
 
 @pytest.fixture(scope="module")
 def deployment(postgres_server, tmp_path_factory) -> Iterator[Deployment]:
-    url = create_database(postgres_server, "m3w_instances")
-    dbmate(url, "up")
+    url = migrated_database(postgres_server, "m3w_instances")
     root = tmp_path_factory.mktemp("instances")
 
     def start(name: str) -> Instance:

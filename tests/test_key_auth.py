@@ -16,8 +16,7 @@ import pytest
 
 from service.config import DatabaseUrl
 from service.embedded_db import POSTGRES_BIN_PATH
-from service.migrations import dbmate
-from tests.conftest import TEST_API_KEY, Database, create_database, server_env
+from tests.conftest import TEST_API_KEY, Database, migrated_database, server_env
 from tests.payloads import payload_a
 from tests.servers import RunningServer, TcpProxy
 from tests.signals import metric, metric_or_zero, scrape, wait_until
@@ -29,9 +28,7 @@ CACHE_SECONDS = 1
 
 @pytest.fixture(scope="module")
 def tenancy_db(postgres_server: DatabaseUrl) -> DatabaseUrl:
-    url = create_database(postgres_server, "m3w_tenancy")
-    dbmate(url, "up")
-    return url
+    return migrated_database(postgres_server, "m3w_tenancy")
 
 
 @pytest.fixture(scope="module")
@@ -256,8 +253,7 @@ def test_key_use_is_recorded_off_the_request_path_at_most_once_a_minute(tenancy_
 
 
 def test_dev_key_works_only_until_the_first_key_is_created(postgres_server, tmp_path, monkeypatch):
-    url = create_database(postgres_server, "m3w_dev_key")
-    dbmate(url, "up")
+    url = migrated_database(postgres_server, "m3w_dev_key")
     monkeypatch.delenv("M3W_API_KEY", raising=False)  # unset, as on a first `make run`
     env = {"DATABASE_URL": url.libpq, "M3W_KEY_CACHE_SECONDS": str(CACHE_SECONDS)}
     with RunningServer(env, tmp_path / "server.log") as server:

@@ -17,8 +17,7 @@ import pytest
 
 from service.config import DatabaseUrl
 from service.keys import display_prefix, key_hash, new_key
-from service.migrations import dbmate
-from tests.conftest import TEST_API_KEY, Database, create_database, server_env
+from tests.conftest import TEST_API_KEY, Database, migrated_database, server_env
 from tests.payloads import payload_a
 from tests.servers import RunningServer, TcpProxy
 from tests.signals import metric_or_zero, scrape, wait_until
@@ -35,9 +34,7 @@ HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
 @pytest.fixture(scope="module")
 def limits_db(postgres_server: DatabaseUrl) -> DatabaseUrl:
     """A database of this module's own: its keys and counts touch no other test."""
-    url = create_database(postgres_server, "m3w_rate_limit")
-    dbmate(url, "up")
-    return url
+    return migrated_database(postgres_server, "m3w_rate_limit")
 
 
 @pytest.fixture(scope="module")

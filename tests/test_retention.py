@@ -14,9 +14,8 @@ import psycopg
 import pytest
 
 from service.config import DatabaseUrl
-from service.migrations import dbmate
 from service.retention import Pruner, connect, prune_pass, session_cutoff
-from tests.conftest import create_database, server_env
+from tests.conftest import migrated_database, server_env
 from tests.servers import RunningServer
 from tests.signals import metric_or_zero, scrape, wait_until
 from tests.tenancy import m3w
@@ -42,9 +41,7 @@ BREAKDOWN = "SELECT * FROM qoe_breakdown(%s, %s, %s, '{*}', '{*}', '{*}', '{*}',
 
 @pytest.fixture(scope="module")
 def template(postgres_server: DatabaseUrl) -> DatabaseUrl:
-    url = create_database(postgres_server, "m3w_retention_template")
-    dbmate(url, "up")
-    return url
+    return migrated_database(postgres_server, "m3w_retention_template")
 
 
 @pytest.fixture

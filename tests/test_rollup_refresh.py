@@ -13,11 +13,10 @@ import psycopg
 import pytest
 
 from service.keys import Tenant
-from service.migrations import dbmate
 from service.session_row import to_row
 from service.store import SessionStore
 from service.summary import validate_summary
-from tests.conftest import TEST_API_KEY, Database, create_database, server_env
+from tests.conftest import TEST_API_KEY, Database, migrated_database, server_env
 from tests.payloads import payload_a
 from tests.servers import RunningServer
 from tests.signals import service_backends, wait_until
@@ -27,8 +26,7 @@ REFRESHING = "position('refresh_qoe_rollups' in query) > 0 AND state = 'active'"
 
 @pytest.fixture
 def slow_refresh_database(postgres_server):
-    url = create_database(postgres_server, "m3w_slow_refresh_stop")
-    dbmate(url, "up")
+    url = migrated_database(postgres_server, "m3w_slow_refresh_stop")
     with psycopg.connect(url.libpq, autocommit=True) as conn:
         conn.execute("DROP FUNCTION refresh_qoe_rollups()")
         conn.execute(

@@ -16,7 +16,7 @@ from service.config import DatabaseUrl
 from service.errors import DatabaseUnavailable
 from service.migrations import MIGRATIONS_DIR, dbmate
 from service.store import SessionStore
-from tests.conftest import TEST_API_KEY, create_database, server_env
+from tests.conftest import TEST_API_KEY, create_database, migrated_database, server_env
 from tests.payloads import payload_a
 from tests.servers import RunningServer
 from tests.test_dashboards import NOW, seed_sessions, write
@@ -106,9 +106,7 @@ def rollups_match_sessions(conn: psycopg.Connection) -> bool:
 
 @pytest.fixture
 def rollups_db(postgres_server) -> DatabaseUrl:
-    url = create_database(postgres_server, "m3w_rollups")
-    dbmate(url, "up")
-    return url
+    return migrated_database(postgres_server, "m3w_rollups")
 
 
 def churn(conn: psycopg.Connection, sessions: list[dict]) -> None:
@@ -233,8 +231,7 @@ def test_one_refresh_at_a_time_and_truncate_empties_the_rollups(rollups_db):
 def test_migrating_a_database_that_has_sessions_backfills_the_rollups(postgres_server):
     """Sessions stored before the rollup migrations (no trigger saw them) are in the rollups
     and on the dashboards once the database is migrated up (issue #9, point 8)."""
-    url = create_database(postgres_server, "m3w_backfill")
-    dbmate(url, "up")
+    url = migrated_database(postgres_server, "m3w_backfill")
     for _ in sorted(MIGRATIONS_DIR.glob("*.sql"))[1:]:
         dbmate(url, "rollback")  # back to the sessions table alone
     sessions = seed_sessions()[:300]

@@ -18,11 +18,10 @@ import psycopg
 import pytest
 
 from service.errors import DatabaseUnavailable
-from service.migrations import dbmate
 from service.session_row import to_row
 from service.store import COMMIT_MARGIN_SECONDS, SessionStore
 from service.summary import validate_summary
-from tests.conftest import TEST_API_KEY, Database, create_database, server_env
+from tests.conftest import TEST_API_KEY, Database, migrated_database, server_env
 from tests.payloads import payload_a
 from tests.servers import RunningServer
 from tests.signals import (
@@ -102,8 +101,7 @@ def poisonable_database(postgres_server):
     """A database that refuses one particular row, as PostgreSQL refuses data it cannot
     store (validation lets nothing like it through, so the test plants the refusal), and
     fails a whole statement with an error that is not about the data for another."""
-    url = create_database(postgres_server, "m3w_poison")
-    dbmate(url, "up")
+    url = migrated_database(postgres_server, "m3w_poison")
     with psycopg.connect(url.libpq, autocommit=True) as conn:
         conn.execute(
             "ALTER TABLE sessions ADD CONSTRAINT refuse_poison "
