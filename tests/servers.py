@@ -4,7 +4,9 @@ that can cut PostgreSQL off to stage an outage."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -19,10 +21,47 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 
 
+def _ephemeral_ports() -> range:
+    """The ports the kernel hands out for bind(0) and for every outgoing connection."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return range(int(low), int(high) + 1)
+    except (OSError, ValueError):
+        return range(32768, 61000)  # Linux's default
+
+
+def port_slice(worker: str, workers: int) -> range:
+    """A pytest-xdist worker's own ports ("gw0", "gw1"...), below the ephemeral range:
+    each worker walks its own slice, so two of them never pick the same port."""
+    top = min(_ephemeral_ports().start, 32768)
+    bottom = 20000
+    index = int(worker.removeprefix("gw") or 0)
+    size = (top - bottom) // workers
+    return range(bottom + index * size, bottom + (index + 1) * size)
+
+
+_ports = port_slice(
+    os.environ.get("PYTEST_XDIST_WORKER", "gw0"),
+    int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")),
+)
+_next_port = itertools.count(random.randrange(len(_ports)))
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port for a server a test starts. Not bind(0)'s pick: that port is ephemeral, and
+    between our check and the server's own bind any outgoing connection (a database
+    client, an HTTP client, the other xdist worker's check) may be given it, and the
+    server then fails with "Address already in use". The kernel never picks a port below
+    its ephemeral range, and each worker has its own slice of those."""
+    for _ in range(len(_ports)):
+        port = _ports[next(_next_port) % len(_ports)]
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # in use, or still in TIME_WAIT: take the next one
+            return port
+    raise RuntimeError(f"no free port in {_ports}")
 
 
 class RunningServer:
