@@ -20,7 +20,8 @@ answer, the states get mixed up, and the main process dies with a TypeError and 
 1 instead of stopping cleanly (seen in tests/test_faults.py). Once every worker is serving,
 the handler only posts Sanic's own "__TERMINATE__" message, and the monitor loop stops the
 workers between its calls. During start-up, and for a signal once the stop is under way
-(Sanic then kills the workers), Sanic's handler runs as before.
+(Sanic then kills the workers), Sanic's handler runs as before. The line "All N workers
+serving" marks the moment from which a stop signal takes the monitor loop's path.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class WorkerSupervisor:
         self._sockets = sockets
         self._budget = RestartBudget()
         self._seen_ready: set[str] = set()  # names of workers that served once
+        self._all_served = False
         self._handled: set[int] = set()  # pids whose death has been dealt with
         self._replacing: dict[str, int] = {}  # name -> pid of the dead worker it replaces
         self._gave_up = False
@@ -121,6 +123,11 @@ class WorkerSupervisor:
         if process.is_alive():
             if self._state(process.name) == ProcessState.ACKED.name:
                 self._seen_ready.add(process.name)
+                if len(self._seen_ready) == self._manager.num_server and not self._all_served:
+                    self._all_served = True
+                    # From here a stop signal takes the monitor loop's path (above): the
+                    # moment from which stopping the service is safe.
+                    logger.info("All %d workers serving", self._manager.num_server)
                 dead = self._replacing.pop(process.name, None)
                 if dead is not None:
                     logger.info("Worker %s replaced: pid %s serves again", process.name, pid)

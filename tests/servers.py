@@ -83,7 +83,8 @@ class RunningServer:
             f"--port={self.port}",
             "--no-motd",
             # One worker runs without Sanic's process manager, which hangs if SIGTERM comes
-            # while it still polls its workers' start-up acknowledgements (sanic 25.12).
+            # while it still polls its workers' start-up acknowledgements (sanic 25.12);
+            # with more, the tests start once the manager has seen every one serving.
             *(["--single-process"] if workers == 1 else [f"--workers={workers}"]),
         ]
         self._log = log_file.open("ab")
@@ -99,7 +100,8 @@ class RunningServer:
         self._wait_until_healthy()
         self._wait_until_workers_ready(workers)
         if workers > 1:
-            time.sleep(1)  # past the manager's acknowledgement window (see above)
+            # From then on a stop signal is ours to handle (service/supervision.py).
+            self._wait_for_log(f"All {workers} workers serving".encode())
 
     def _wait_until_healthy(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
@@ -114,12 +116,15 @@ class RunningServer:
             time.sleep(0.1)
         raise RuntimeError(f"server did not become healthy:\n{self.log()}")
 
-    def _wait_until_workers_ready(self, workers: int, timeout: float = 30) -> None:
+    def _wait_until_workers_ready(self, workers: int) -> None:
         """/health answers as soon as one worker does: wait for every one of them."""
+        self._wait_for_log(b"Worker ready", workers)
+
+    def _wait_for_log(self, line: bytes, count: int = 1, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
-        while self.log_file.read_bytes()[self._log_start :].count(b"Worker ready") < workers:
+        while self.log_file.read_bytes()[self._log_start :].count(line) < count:
             if time.monotonic() > deadline or self.process.poll() is not None:
-                raise RuntimeError(f"not every worker came up:\n{self.log()}")
+                raise RuntimeError(f"never logged {line!r} x{count}:\n{self.log()}")
             time.sleep(0.05)
 
     def client(self, api_key: str | None = None) -> httpx.Client:

@@ -31,6 +31,7 @@ def start_m3w(data_dir: Path, port: int, db_port: int, log: Path) -> subprocess.
         M3W_EMBEDDED_DB_PORT=str(db_port),
         M3W_HOST="127.0.0.1",
     )
+    earlier_runs = log.stat().st_size if log.exists() else 0
     process = subprocess.Popen(
         [sys.executable, "-m", "service.cli", "serve"],
         cwd=REPO,
@@ -42,11 +43,14 @@ def start_m3w(data_dir: Path, port: int, db_port: int, log: Path) -> subprocess.
     while time.monotonic() < deadline:
         assert process.poll() is None, log.read_text()
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                time.sleep(1)  # let Sanic's manager see its workers up (see tests/servers.py)
-                return process
+            healthy = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200
         except httpx.HTTPError:
-            time.sleep(0.2)
+            healthy = False
+        # Its two workers (M3W_WORKERS' default) serve, as Sanic's manager sees them: a stop
+        # signal is safe from then on (see tests/servers.py).
+        if healthy and b"All 2 workers serving" in log.read_bytes()[earlier_runs:]:
+            return process
+        time.sleep(0.2)
     process.kill()
     raise AssertionError(f"m3w serve did not come up:\n{log.read_text()}")
 
