@@ -4,18 +4,19 @@ Issue 11 traced the durable path's extra CPU to the commit itself. This runs the
 upsert (queries/upsert_sessions.sql, one single-row session per call, one thread, no event
 loop, embedded PostgreSQL) three ways, in alternated rounds, and prints the wall time and
 the CPU time of this process per commit:
-  - service: as the service runs it, PugSQL on the SQLAlchemy engine of service/store.py
-    (BEGIN, the statement, COMMIT: three round trips);
-  - psycopg: the same statement and transaction straight on a psycopg connection (what
-    PugSQL and SQLAlchemy add is the difference);
-  - autocommit: the statement alone on an autocommit connection, one round trip (what the
-    BEGIN and COMMIT round trips cost). The service cannot simply do this: it checks its
-    client's deadline between the statement and COMMIT (service/store.py).
+  - service: as the service runs it, PugSQL on the autocommit SQLAlchemy engine of
+    service/store.py, the statement alone (one round trip), its deadline in the database
+    server's clock (service/db_clock.py);
+  - transaction: as the service ran it before, PugSQL on an engine that opens a
+    transaction: BEGIN, the statement, COMMIT (three round trips);
+  - psycopg: the statement alone straight on an autocommit psycopg connection (what PugSQL
+    and SQLAlchemy add to the service's way is the difference).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
 import tempfile
@@ -26,7 +27,8 @@ from pathlib import Path
 import psycopg
 
 from bench.database import migrated_postgres
-from service.store import QUERIES_DIR, queries_module
+from service.db_clock import DatabaseClock
+from service.store import CLOCK_RECHECK_SECONDS, QUERIES_DIR, queries_module
 from tests.tenancy import new_tenant
 
 
@@ -45,31 +47,34 @@ def main() -> int:
         with psycopg.connect(url.libpq) as conn:
             tenant_id = conn.execute("SELECT max(id) FROM tenants").fetchone()[0]
         statement = (QUERIES_DIR / "upsert_sessions.sql").read_text()
-        driver_statement = statement.replace(":rows", "%(rows)s")
-        queries = queries_module(url, 1, 3)
-        plain = psycopg.connect(url.libpq)
+        driver_statement = statement.replace(":rows", "%(rows)s").replace(
+            ":commit_by", "%(commit_by)s"
+        )
+        queries = queries_module(url, 1, 3, autocommit=True)
+        clock = DatabaseClock(queries.database_clock, CLOCK_RECHECK_SECONDS)
+        in_transactions = queries_module(url, 1, 3)
         autocommit = psycopg.connect(url.libpq, autocommit=True)
 
         def service(rows: str) -> None:
-            queries.upsert_sessions(rows=rows)
+            commit_by = clock.in_server_time(time.monotonic() + 5)
+            queries.upsert_sessions(rows=rows, commit_by=commit_by)
+
+        def transaction(rows: str) -> None:
+            in_transactions.upsert_sessions(rows=rows, commit_by=math.inf)
 
         def straight(rows: str) -> None:
-            plain.execute(driver_statement, {"rows": rows})
-            plain.commit()
+            autocommit.execute(driver_statement, {"rows": rows, "commit_by": math.inf})
 
-        def alone(rows: str) -> None:
-            autocommit.execute(driver_statement, {"rows": rows})
-
-        ways = {"service": service, "psycopg": straight, "autocommit": alone}
+        ways = {"service": service, "transaction": transaction, "psycopg": straight}
         figures: dict[str, list[tuple[float, float]]] = {way: [] for way in ways}
         numbers = iter(range(10**9))
         for round_ in range(args.rounds):
             order = list(ways) if round_ % 2 == 0 else list(reversed(ways))
             for way in order:
                 figures[way].append(measure(ways[way], tenant_id, numbers, args.commits))
-        plain.close()
         autocommit.close()
-        queries.engine.dispose()
+        for module in (queries, in_transactions):
+            module.engine.dispose()
 
     print(f"\nOne single-row upsert per commit, {args.commits} per round, {args.rounds} rounds")
     print(f"  {'way':<11} {'wall us':>8} {'CPU us':>7}   (median round; rounds: CPU us)")

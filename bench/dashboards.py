@@ -158,8 +158,9 @@ def prepare(server_url: DatabaseUrl, sessions: int, seed: int) -> DatabaseUrl:
 
 
 def upsert_statement() -> str:
+    """The service's upsert, with no deadline to commit by."""
     sql = (ROOT / "queries" / "upsert_sessions.sql").read_text()
-    return sql.replace(":rows", "%s")
+    return sql.replace(":rows", "%s").replace(":commit_by", "'infinity'")
 
 
 def json_rows(

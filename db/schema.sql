@@ -74,6 +74,23 @@ $_$;
 
 
 --
+-- Name: m3w_written_in_time(bigint, double precision); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.m3w_written_in_time(written bigint, commit_by double precision) RETURNS bigint
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF extract(epoch FROM clock_timestamp()) >= commit_by THEN
+        RAISE EXCEPTION 'media3watch: the service stopped waiting for this commit'
+            USING ERRCODE = 'query_canceled';
+    END IF;
+    RETURN written;
+END
+$$;
+
+
+--
 -- Name: mark_qoe_rollups_dirty(); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -1509,4 +1526,5 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261126120000'),
     ('20261126120500'),
     ('20261127100000'),
-    ('20261127110000');
+    ('20261127110000'),
+    ('20261128100000');

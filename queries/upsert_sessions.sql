@@ -1,8 +1,13 @@
--- :name upsert_sessions :affected
--- :doc Insert or update sessions given as one JSON array of rows (service/session_row.py).
+-- :name upsert_sessions :scalar
+-- :doc Insert or update sessions given as one JSON array of rows (service/session_row.py);
+-- gives how many were inserted or updated.
 -- A session is identified by (tenant_id, session_id); its tenant comes from the API key.
 -- A summary older than the stored one is ignored (stale retry); created_at is never changed.
 -- (tenant_id, session_id) pairs must be unique within one call: the writer merges duplicates.
+-- It runs in autocommit: m3w_written_in_time() refuses it, so that nothing is committed, once
+-- the server's clock has reached :commit_by (its clients' deadline, see service/store.py).
+-- It is called after every row is written, since the count needs them all.
+WITH written AS (
 INSERT INTO sessions AS stored (
     tenant_id, session_id, "timestamp", ended_at, started_at, schema_version,
     session_duration_ms, startup_time_ms, rebuffer_time_ms, rebuffer_count, play_time_ms,
@@ -59,3 +64,6 @@ ON CONFLICT (tenant_id, session_id) DO UPDATE SET
     payload = EXCLUDED.payload,
     updated_at = now()
 WHERE stored."timestamp" <= EXCLUDED."timestamp"
+RETURNING 1
+)
+SELECT m3w_written_in_time(count(*), CAST(:commit_by AS double precision)) FROM written

@@ -8,9 +8,11 @@ retry) or RowRejected (the data is at fault), never as a hang.
 Nothing runs for a caller that has given up: every call carries a deadline (when its client
 is answered), a call still waiting for a thread at its deadline never starts, and an upsert
 never commits once its deadline is near, so a session answered 503 is not stored later when a
-frozen server wakes up. The threads are daemons: the interpreter joins every other thread at
-exit (ThreadPoolExecutor's included), and one stuck in the socket of a frozen server would
-hold the process past its grace period.
+frozen server wakes up. An upsert is one statement in autocommit (one round trip, where BEGIN,
+statement and COMMIT took three), so PostgreSQL itself makes that last check, at the end of
+the statement, against its own clock (service/db_clock.py maps ours onto it). The threads are
+daemons: the interpreter joins every other thread at exit (ThreadPoolExecutor's included),
+and one stuck in the socket of a frozen server would hold the process past its grace period.
 
 The dashboard rollup refresh has a connection and a thread of its own (it may run for
 minutes, and must never take one the commits count on), and is cancelled at close.
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import queue
 import threading
 import time
@@ -29,15 +32,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
+import psycopg.errors
 import pugsql
-import sqlalchemy.engine
-import sqlalchemy.event
 import sqlalchemy.exc
 from sanic.log import logger
 from sqlalchemy import create_engine
 
 from service import db_status
 from service.config import DatabaseUrl
+from service.db_clock import DatabaseClock
 from service.errors import DatabaseUnavailable
 from service.session_row import SessionRow
 
@@ -47,6 +50,8 @@ QUERIES_DIR = Path(__file__).resolve().parent.parent / "queries"
 # commit: its client is about to be answered 503, and a commit then would store a session the
 # client was told to send again. (A COMMIT itself takes about a millisecond.)
 COMMIT_MARGIN_SECONDS = 0.5
+# How often the offset between our clock and the database server's is measured again.
+CLOCK_RECHECK_SECONDS = 60.0
 
 T = TypeVar("T")
 
@@ -126,7 +131,12 @@ class SessionStore:
     def __init__(self, url: DatabaseUrl, pool_size: int, timeout_seconds: float) -> None:
         self._timeout = timeout_seconds
         self._closed = False
-        self._queries = queries_module(url, pool_size, timeout_seconds)
+        self._queries = queries_module(url, pool_size, timeout_seconds, autocommit=True)
+        self._clock = DatabaseClock(self._queries.database_clock, CLOCK_RECHECK_SECONDS)
+        # Held while an upsert is let go and while commits are stopped: after stop_commits()
+        # no statement is sent, and _last_commit_by bounds those already sent.
+        self._sending = threading.Lock()
+        self._last_commit_by = -math.inf
         # Room for a readiness probe or two beside a full set of commits.
         self._threads = DatabaseThreads(pool_size, backlog=pool_size, name="pg")
         self._refresh_queries = queries_module(url, 1, timeout_seconds)
@@ -139,21 +149,35 @@ class SessionStore:
         """Start committing the rows in one statement; the future gives how many were
         inserted or updated. It settles when the database call has ended, which may be long
         after `deadline` on a frozen server: the caller bounds its own wait. The call never
-        starts after `deadline` and never commits after `deadline - COMMIT_MARGIN_SECONDS`."""
+        starts after `deadline`, and the statement never commits after `deadline -
+        COMMIT_MARGIN_SECONDS`, nor later than the store's timeout after it was sent."""
         rows_json = "[" + ",".join(row.json for row in rows) + "]"
         queries = self._queries
 
         def upsert() -> int:
-            self._in_time(deadline)
-            # The statement runs in a transaction of its own, and the check before its
-            # COMMIT (_check_before_commit) rolls it back once it is too late.
-            _before_commit.check = lambda: self._in_time(deadline - COMMIT_MARGIN_SECONDS)
+            commit_by = self._let_go(deadline)
             try:
-                return queries.upsert_sessions(rows=rows_json)
-            finally:
-                _before_commit.check = None
+                return queries.upsert_sessions(
+                    rows=rows_json, commit_by=self._clock.in_server_time(commit_by)
+                )
+            except sqlalchemy.exc.OperationalError as err:
+                if _refused_as_late(err) and time.monotonic() < commit_by - COMMIT_MARGIN_SECONDS:
+                    # Refused while our clock gave it time left: the clocks have moved.
+                    self._clock.distrust()
+                raise
 
         return self._threads.submit(upsert, deadline)
+
+    def _let_go(self, deadline: float) -> float:
+        """Check that an upsert may still be sent, and when it must commit by at the latest
+        (monotonic). The timeout bound keeps a statement that a frozen server or network
+        holds from committing long after it was sent: a stop (`stop_commits()`) then knows
+        how long the statements in flight may still commit."""
+        with self._sending:
+            self._in_time(deadline)
+            commit_by = min(deadline - COMMIT_MARGIN_SECONDS, time.monotonic() + self._timeout)
+            self._last_commit_by = max(self._last_commit_by, commit_by)
+            return commit_by
 
     async def upsert(self, rows: Sequence[SessionRow], deadline: float | None = None) -> int:
         """Commit the rows in one statement, or raise by `deadline` (default: the store's
@@ -205,9 +229,12 @@ class SessionStore:
         except DatabaseUnavailable:
             return False
 
-    def stop_commits(self) -> None:
-        """From now on no upsert commits: their clients are being answered (shutdown)."""
-        self._closed = True
+    def stop_commits(self) -> float:
+        """From now on no upsert is sent: their clients are being answered (shutdown).
+        Returns when (monotonic) every statement already sent has committed or never will."""
+        with self._sending:
+            self._closed = True
+            return self._last_commit_by
 
     def close(self) -> None:
         """Let go of the database; cancel a rollup refresh in flight. A thread still inside
@@ -270,15 +297,17 @@ def _give_up(outcome: asyncio.Future[Any], abandon: Callable[[], None] | None) -
 
 
 def queries_module(
-    url: DatabaseUrl, pool_size: int, timeout_seconds: float
+    url: DatabaseUrl, pool_size: int, timeout_seconds: float, *, autocommit: bool = False
 ) -> pugsql.compiler.Module:
-    """The named queries of `queries/` on an engine of `pool_size` connections."""
+    """The named queries of `queries/` on an engine of `pool_size` connections; with
+    `autocommit`, each statement commits as it ends (no BEGIN and COMMIT round trips)."""
     queries = pugsql.module(str(QUERIES_DIR))
     queries.setengine(
         create_engine(
             url.sqlalchemy,
             pool_size=pool_size,
             max_overflow=0,
+            **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
             pool_timeout=timeout_seconds,
             # No ping on checkout: it is a round trip to PostgreSQL for every commit (as
             # many as the commit's own statements, measured). A connection found dead after
@@ -296,29 +325,13 @@ def queries_module(
             },
         )
     )
-    sqlalchemy.event.listen(queries.engine, "commit", _check_before_commit)
     return queries
 
 
-# What must still hold when a call on this thread commits (set by the upsert). It runs in
-# SQLAlchemy's commit event, just before COMMIT is sent. When it fails, the connection is
-# closed rather than returned: PostgreSQL rolls back a transaction whose client went away,
-# while SQLAlchemy would hand the connection back to the pool still inside it.
-# The upsert runs as one plain PugSQL call: a PugSQL transaction() brings an ORM session
-# along, which made a commit's Python side half as costly again (about 600 instead of 400 us
-# of CPU, measured).
-_before_commit = threading.local()
-
-
-def _check_before_commit(connection: sqlalchemy.engine.Connection) -> None:
-    check = getattr(_before_commit, "check", None)
-    if check is None:
-        return
-    try:
-        check()
-    except _TooLate:
-        connection.invalidate()
-        raise
+def _refused_as_late(err: sqlalchemy.exc.OperationalError) -> bool:
+    """PostgreSQL cancelled the statement: the upsert's deadline check (or the statement
+    timeout) refused to let it commit."""
+    return isinstance(err.orig, psycopg.errors.QueryCanceled)
 
 
 def _call(work: Callable[[], T], deadline: float) -> T:
@@ -346,7 +359,10 @@ def _call(work: Callable[[], T], deadline: float) -> T:
 
 
 def _unavailable(err: Exception) -> DatabaseUnavailable:
-    if isinstance(err, _TooLate):
+    late = isinstance(err, _TooLate) or (
+        isinstance(err, sqlalchemy.exc.OperationalError) and _refused_as_late(err)
+    )
+    if late:
         return DatabaseUnavailable("the commit did not complete in time; retry")
     return DatabaseUnavailable("database unavailable; retry later")
 

@@ -164,8 +164,12 @@ class BatchWriter:
             await asyncio.wait_for(self._idle.wait(), timeout)
         except TimeoutError:
             logger.error("writer did not drain within %.0fs; failing the rest", timeout)
-            # They are answered 503 below: none of their commits may land afterwards.
-            self._store.stop_commits()
+            # They are answered 503 below: none of their commits may land afterwards. No
+            # statement is sent from now on, and one already sent may still commit until
+            # its own bound (service/store.py), at most the database timeout after it was
+            # sent: its clients are answered once that has passed.
+            settled = self._store.stop_commits()
+            await asyncio.sleep(max(0.0, settled - time.monotonic()))
             error = DatabaseUnavailable("server stopped before the commit; retry")
             for task, sessions in list(self._commits.items()):
                 task.cancel()

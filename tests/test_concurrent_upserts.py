@@ -8,6 +8,7 @@ server's statement is seen waiting for it in pg_stat_activity before the test co
 from __future__ import annotations
 
 import json
+import math
 from concurrent.futures import ThreadPoolExecutor
 
 import pugsql
@@ -44,7 +45,7 @@ def test_concurrent_upserts_of_one_session_keep_the_newest(server, db, held, pos
         with ThreadPoolExecutor(1) as pool:
             with queries.transaction():
                 row = to_row(validate_summary(mine), json.dumps(mine)).for_tenant(db.tenant())
-                assert queries.upsert_sessions(rows=f"[{row.json}]") == 1
+                assert queries.upsert_sessions(rows=f"[{row.json}]", commit_by=math.inf) == 1
                 answer = pool.submit(post, server, theirs)
                 wait_for_commits_blocked(db.url)  # the server's upsert waits for this one
             response = answer.result()

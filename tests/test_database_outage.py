@@ -4,13 +4,21 @@ answered 503, a stop on time whatever the database does, and recovery by itself.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
 from service.config import DatabaseUrl
+from service.errors import DatabaseUnavailable
+from service.session_row import SessionRow, to_row
+from service.store import SessionStore
+from service.summary import validate_summary
+from service.writer import BatchWriter
 from tests.conftest import TEST_API_KEY, server_env
 from tests.payloads import payload_a
 from tests.servers import RunningServer, TcpProxy
@@ -161,3 +169,54 @@ def test_sigterm_while_the_database_is_frozen_stops_in_time(
 
     stored = {r["session_id"] for r in db.query("SELECT session_id FROM sessions")}
     assert {body["sessionId"] for body in acknowledged} <= stored
+
+
+def test_a_stop_answers_a_commit_held_in_a_frozen_network_only_once_it_cannot_commit(
+    database_url, proxy, db
+):
+    """A stop that cannot drain answers 503 to a session whose statement a frozen network
+    holds. The statement commits in autocommit wherever it gets to, so the stop waits until
+    the statement's own deadline in PostgreSQL has passed: when the network wakes up, the
+    session answered 503 is not stored."""
+    timeout = 2
+    store = SessionStore(behind(proxy, database_url), pool_size=1, timeout_seconds=timeout)
+    writer = BatchWriter(
+        store,
+        max_rows=10,
+        window_seconds=0,
+        max_queued=10,
+        max_concurrent_commits=1,
+        answer_within=60,  # far past the stop: the stop, not the deadline, answers it
+    )
+    tenant = db.tenant()
+
+    def row(body: dict) -> SessionRow:
+        return to_row(validate_summary(body), json.dumps(body)).for_tenant(tenant)
+
+    warm, held = payload_a(), payload_a()
+
+    async def stop_while_frozen() -> tuple[float, BaseException | None]:
+        await writer.write(row(warm))  # the clock offset is measured, the pool connected
+        proxy.freeze()
+        write = asyncio.create_task(writer.write(row(held)))
+        await asyncio.to_thread(proxy.holding.wait, SIGNAL_TIMEOUT)
+        assert proxy.holding.is_set(), "the statement never reached the database"
+        began = time.monotonic()
+        await writer.close(timeout=0.1)
+        answered_after = time.monotonic() - began
+        (outcome,) = await asyncio.gather(write, return_exceptions=True)
+        return answered_after, outcome
+
+    try:
+        answered_after, outcome = asyncio.run(stop_while_frozen())
+        proxy.restore()  # the held statement reaches PostgreSQL now
+        wait_until_service_idle(database_url)
+    finally:
+        proxy.restore()
+        store.close()
+    assert isinstance(outcome, DatabaseUnavailable)
+    assert db.session(warm["sessionId"]) is not None
+    assert db.session(held["sessionId"]) is None
+    assert db.count() == 1
+    # The stop itself took its 0.1 s; the rest was the wait for the statement's deadline.
+    assert 1 < answered_after < timeout + 2
