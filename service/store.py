@@ -161,10 +161,13 @@ class SessionStore:
                     rows=rows_json, commit_by=self._clock.in_server_time(commit_by)
                 )
             except sqlalchemy.exc.OperationalError as err:
-                if _refused_as_late(err) and time.monotonic() < commit_by - COMMIT_MARGIN_SECONDS:
+                if not isinstance(err.orig, psycopg.errors.QueryCanceled):
+                    raise
+                # PostgreSQL cancelled it: its deadline check, or the statement timeout.
+                if time.monotonic() < commit_by - COMMIT_MARGIN_SECONDS:
                     # Refused while our clock gave it time left: the clocks have moved.
                     self._clock.distrust()
-                raise
+                raise _TooLate() from err
 
         return self._threads.submit(upsert, deadline)
 
@@ -328,12 +331,6 @@ def queries_module(
     return queries
 
 
-def _refused_as_late(err: sqlalchemy.exc.OperationalError) -> bool:
-    """PostgreSQL cancelled the statement: the upsert's deadline check (or the statement
-    timeout) refused to let it commit."""
-    return isinstance(err.orig, psycopg.errors.QueryCanceled)
-
-
 def _call(work: Callable[[], T], deadline: float) -> T:
     try:
         try:
@@ -359,10 +356,7 @@ def _call(work: Callable[[], T], deadline: float) -> T:
 
 
 def _unavailable(err: Exception) -> DatabaseUnavailable:
-    late = isinstance(err, _TooLate) or (
-        isinstance(err, sqlalchemy.exc.OperationalError) and _refused_as_late(err)
-    )
-    if late:
+    if isinstance(err, _TooLate):
         return DatabaseUnavailable("the commit did not complete in time; retry")
     return DatabaseUnavailable("database unavailable; retry later")
 
