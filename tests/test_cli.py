@@ -16,7 +16,7 @@ import httpx
 import psycopg
 import pytest
 
-from service.config import parse_database_url
+from service.config import load_settings, parse_database_url
 from service.embedded_db import SUPERUSER, EmbeddedDatabaseError, EmbeddedPostgres, read_passfile
 from service.migrations import dbmate
 from tests.payloads import SDK_EXAMPLE, SDK_HEADERS
@@ -31,6 +31,7 @@ def start_m3w(data_dir: Path, port: int, db_port: int, log: Path) -> subprocess.
         M3W_EMBEDDED_DB_PORT=str(db_port),
         M3W_HOST="127.0.0.1",
     )
+    workers = load_settings(env).workers
     earlier_runs = log.stat().st_size if log.exists() else 0
     process = subprocess.Popen(
         [sys.executable, "-m", "service.cli", "serve"],
@@ -46,9 +47,11 @@ def start_m3w(data_dir: Path, port: int, db_port: int, log: Path) -> subprocess.
             healthy = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200
         except httpx.HTTPError:
             healthy = False
-        # Its two workers (M3W_WORKERS' default) serve, as Sanic's manager sees them: a stop
-        # signal is safe from then on (see tests/servers.py).
-        if healthy and b"All 2 workers serving" in log.read_bytes()[earlier_runs:]:
+        # Its workers serve, as Sanic's manager sees them: a stop signal is safe from then on
+        # (see tests/servers.py).
+        # One worker runs without the manager: healthy is serving.
+        serving = f"All {workers} workers serving".encode() if workers > 1 else b""
+        if healthy and serving in log.read_bytes()[earlier_runs:]:
             return process
         time.sleep(0.2)
     process.kill()
