@@ -6,7 +6,8 @@ run so that the ratios compare like with like:
   - closed loop at 1, 8, 32 and 256 connections: POST /v1/sessions/validate (everything but
     storage) against durable POST /v1/sessions, their ratio, p50 and p99;
   - open loop (requests sent on a clock, whatever the answers): p50/p99 at light load
-    (200 sessions/s) and at 2,000 sessions/s, durable and validate-only (its floor);
+    (200 sessions/s) and at 2,000 sessions/s, durable and validate-only (its floor), and
+    the CPU per request of both there against validate-only's in the closed loop;
   - how much slower the service's Python runs on a CPU that has just been idle, as it is
     between requests at light load;
   - the capacity: the highest offered open-loop rate at which p99 stays <= 50 ms with no
@@ -623,6 +624,24 @@ def print_report(report: dict, args: argparse.Namespace) -> int:
         f"  (this machine: the same Python work, parsing and validating one summary, takes "
         f"{hot_us:.0f} us back to back and {idle_us:.0f} us after {LIGHT_GAP_MS} ms idle, "
         f"x{idle_us / hot_us:.1f}: at {LIGHT_RATE}/s every request starts on an idle CPU)"
+    )
+    # The same validate-only work, closed loop, where the CPU never idles: what the paced
+    # runs' figures would be without the idle CPU's slowness.
+    busy_connections, (busy_validate, _) = min(
+        report["closed"].items(), key=lambda run: run[1][0].cpu_ms[0]
+    )
+    paced_cpu = "; ".join(
+        f"{rate:,}/s durable {durable.cpu_ms[0]:.2f}, {durable.cpu_ms[1]:.2f} / validate-only "
+        f"{floor.cpu_ms[0]:.2f}"
+        for rate, floor, durable in (
+            (LIGHT_RATE, light_floor, light),
+            (BUSY_RATE, busy_floor, busy),
+        )
+    )
+    print(
+        f"  CPU ms/req (service, PostgreSQL): {paced_cpu}; validate-only in the closed loop "
+        f"at {busy_connections} connection(s) {busy_validate.cpu_ms[0]:.2f} (the same work on "
+        f"a busy CPU)"
     )
     if "capacity_durable" in report:
         print()
