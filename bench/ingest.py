@@ -625,8 +625,8 @@ def print_report(report: dict, args: argparse.Namespace) -> int:
         f"{hot_us:.0f} us back to back and {idle_us:.0f} us after {LIGHT_GAP_MS} ms idle, "
         f"x{idle_us / hot_us:.1f}: at {LIGHT_RATE}/s every request starts on an idle CPU)"
     )
-    # The same validate-only work, closed loop, where the CPU never idles: what the paced
-    # runs' figures would be without the idle CPU's slowness.
+    # The same validate-only work at its cheapest, in the closed loop where the CPU is
+    # busiest: the paced runs' figures against it show what an idle CPU costs.
     busy_connections, (busy_validate, _) = min(
         report["closed"].items(), key=lambda run: run[1][0].cpu_ms[0]
     )

@@ -48,8 +48,7 @@ def start_m3w(data_dir: Path, port: int, db_port: int, log: Path) -> subprocess.
         except httpx.HTTPError:
             healthy = False
         # Its workers serve, as Sanic's manager sees them: a stop signal is safe from then on
-        # (see tests/servers.py).
-        # One worker runs without the manager: healthy is serving.
+        # (see tests/servers.py). One worker runs without a manager: healthy is serving.
         serving = f"All {workers} workers serving".encode() if workers > 1 else b""
         if healthy and serving in log.read_bytes()[earlier_runs:]:
             return process
