@@ -68,7 +68,7 @@ class WorkerSupervisor:
         self._sockets = sockets
         self._budget = RestartBudget()
         self._seen_ready: set[str] = set()  # names of workers that served once
-        self._all_served = False
+        self._announced_serving = False  # "All N workers serving" is logged once
         self._handled: set[int] = set()  # pids whose death has been dealt with
         self._replacing: dict[str, int] = {}  # name -> pid of the dead worker it replaces
         self._gave_up = False
@@ -88,8 +88,7 @@ class WorkerSupervisor:
                 signal.signal(signum, self._on_stop_signal)
 
     def _on_stop_signal(self, signum: int, frame: Any) -> None:
-        serving = len(self._seen_ready) >= self._manager.num_server
-        if not serving or getattr(self._manager, "_shutting_down", False):
+        if not self._every_worker_served() or getattr(self._manager, "_shutting_down", False):
             # Start-up: Sanic's own stop. A signal during the stop: Sanic kills the workers.
             self._sanic_handlers[signum](signum, frame)
             return
@@ -98,6 +97,10 @@ class WorkerSupervisor:
         self._stop_posted = True
         logger.info("Received signal %s: stopping the workers", signal.Signals(signum).name)
         self._manager.monitor_publisher.send("__TERMINATE__")
+
+    def _every_worker_served(self) -> bool:
+        """Whether each worker has served once: from then on a stop signal is ours."""
+        return len(self._seen_ready) >= self._manager.num_server
 
     def _watch(self) -> None:
         while not self._stop.wait(POLL_SECONDS):
@@ -123,8 +126,8 @@ class WorkerSupervisor:
         if process.is_alive():
             if self._state(process.name) == ProcessState.ACKED.name:
                 self._seen_ready.add(process.name)
-                if len(self._seen_ready) == self._manager.num_server and not self._all_served:
-                    self._all_served = True
+                if self._every_worker_served() and not self._announced_serving:
+                    self._announced_serving = True
                     # From here a stop signal takes the monitor loop's path (above): the
                     # moment from which stopping the service is safe.
                     logger.info("All %d workers serving", self._manager.num_server)
